@@ -311,10 +311,8 @@ class _Loader:
                             "use a TCP port between 1 and 65535, e.g. port = 1883")
         protocol = self.get(t, "protocol", "broker", str, d.protocol, "v5")
         if protocol not in PROTOCOLS:
-            close = difflib.get_close_matches(protocol, PROTOCOLS, n=1, cutoff=0.3)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
             raise self.fail("broker.protocol", f"unknown MQTT protocol {protocol!r}",
-                            f'write protocol = "v5" or protocol = "v3.1.1"{hint}')
+                            'write protocol = "v5" or protocol = "v3.1.1"')
         username = self.get(t, "username", "broker", str, d.username, "worker")
         password_env = self.get(t, "password_env", "broker", str, d.password_env)
         keepalive = self.get(t, "keepalive", "broker", int, d.keepalive)
