@@ -118,6 +118,10 @@ class FixedFleet:
         self._worker("sensor-data", 2, WorkerState.SUBSCRIBED, handled=1_201_004, failed=7, rate=134.5,
                      handler_seconds=1_733.2, in_flight=0, cpu_percent=21.8, rss=46 * _MB, uss=39 * _MB,
                      fds=13, threads=4, uptime=1_105.0, restarts=1, last_exit=-9)
+        if self.scenario != "crashloop":
+            self._worker("sensor-data", 3, WorkerState.DRAINING, pid=48_377, handled=20_511, failed=0, rate=0.0,
+                         reason="scaled down, 1 in flight", in_flight=1, cpu_percent=3.1, rss=44 * _MB,
+                         fds=13, threads=4, uptime=151.0)
         self._worker("telemetry", 0, WorkerState.SUBSCRIBED, handled=880_245, failed=0, rate=236.5,
                      handler_seconds=410.9, cpu_percent=31.2, rss=52 * _MB, uss=45 * _MB, fds=15, threads=5,
                      uptime=3_723.0)

@@ -1,0 +1,37 @@
+"""The command palette provider: the same fleet actions as the keys."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+PALETTE_ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("Add worker", "add_worker", "Add a worker to the selected route"),
+    ("Remove worker", "remove_worker", "Drain a worker of the selected route"),
+    ("Toggle debug (worker)", "toggle_debug", "Debug logging on/off for the selected worker"),
+    ("Toggle debug (fleet)", "toggle_fleet_debug", "Debug logging on/off for every worker"),
+    ("Restart worker", "restart_worker", "Drain and restart the selected worker"),
+    ("Kill worker", "kill_worker", "SIGKILL the selected worker (asks first)"),
+    ("Write config", "save_config", "Write the worker counts to routemq.toml"),
+    ("Filter workers", "filter", "Filter the workers by id or state"),
+    ("Toggle all routes", "toggle_all_routes", "Workers of every route, or of the selected one"),
+    ("Toggle log: selected worker only", "toggle_log_filter", "Log of the selected worker, or of everything"),
+    ("Show keys", "help", "List every key"),
+    ("Quit", "quit", "Drain the fleet and quit"),
+)
+
+
+class FleetCommands(Provider):
+    """Offers every fleet action of the main screen in the command palette."""
+
+    async def discover(self) -> Hits:
+        for title, action, help_text in PALETTE_ACTIONS:
+            yield DiscoveryHit(title, partial(self.app.run_action, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, action, help_text in PALETTE_ACTIONS:
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), partial(self.app.run_action, action), help=help_text)

@@ -1,0 +1,53 @@
+"""Modal screens: the kill confirmation and the key help."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask a yes/no question; dismisses with True only on ``y``."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm_yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm_no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box", classes="dialog-box"):
+            yield Static(self.question, id="confirm-question")
+            yield Static("[b]y[/b] yes    [b]n[/b] / [b]esc[/b] no", classes="dialog-keys")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the main screen, generated from its bindings."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help_close")]
+
+    def __init__(self, rows: Iterable[tuple[str, str]]) -> None:
+        super().__init__(classes="dialog")
+        self.rows = list(rows)
+
+    def compose(self) -> ComposeResult:
+        width = max(len(key) for key, _ in self.rows)
+        lines = "\n".join(f"[b]{key:>{width}}[/b]  {text}" for key, text in self.rows)
+        with Vertical(id="help-box", classes="dialog-box"):
+            yield Static("Keys", id="help-title")
+            yield Static(lines, id="help-keys", markup=True)
+            yield Static("esc / ? close", classes="dialog-keys")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,109 @@
+"""A DataTable whose rows are keyed by id and updated by diff, never cleared on refresh."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from .columns import ColumnSpec, ShownColumn, fit_columns
+
+Cell = str | Text
+
+
+def _same(a: Cell, b: Cell) -> bool:
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+    return type(a) is type(b) and a == b
+
+
+class KeyedTable(DataTable):
+    """Rows keyed by a string id; :meth:`sync` adds, updates and removes rows in place.
+
+    The first column must show the row key as its text: it is what rows are
+    re-ordered by when new rows arrive.  :meth:`fit` picks the columns that fit
+    the pane's width and rebuilds the columns only when that set changes.
+    """
+
+    SPECS: Sequence[ColumnSpec] = ()
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", cell_padding=1)
+        self._shown: list[ShownColumn] = []
+        self._cells: dict[str, dict[str, Cell]] = {}
+
+    @property
+    def shown_keys(self) -> list[str]:
+        """Keys of the columns currently displayed, in order."""
+        return [c.key for c in self._shown]
+
+    @property
+    def row_keys(self) -> list[str]:
+        """Keys of the rows in display order."""
+        return [row.key.value for row in self.ordered_rows]
+
+    @property
+    def cursor_key(self) -> str | None:
+        """Key of the row under the cursor, if any."""
+        if not self.row_count or not self.is_valid_row_index(self.cursor_row):
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def fit(self, available: int) -> bool:
+        """Show the columns that fit ``available`` cells; True when the columns changed."""
+        shown = fit_columns(self.SPECS, available, self.cell_padding)
+        if [(c.key, c.width) for c in shown] == [(c.key, c.width) for c in self._shown]:
+            return False
+        keep = self.cursor_key
+        self._shown = shown
+        self.clear(columns=True)
+        for col in shown:
+            self.add_column(Text(col.spec.label, justify="right" if col.spec.right else "left"),
+                            width=col.width, key=col.key)
+        for key, cells in self._cells.items():
+            self.add_row(*self._ordered(cells), key=key)
+        self._restore_cursor(keep)
+        return True
+
+    def sync(self, rows: Iterable[tuple[str, dict[str, Cell]]]) -> None:
+        """Make the table show exactly ``rows`` (key, cells by column key), in that order."""
+        wanted = dict(rows)
+        keep = self.cursor_key
+        for key in [k for k in self._cells if k not in wanted]:
+            self.remove_row(key)
+            del self._cells[key]
+        added = False
+        for key, cells in wanted.items():
+            old = self._cells.get(key)
+            if old is None:
+                self.add_row(*self._ordered(cells), key=key)
+                added = True
+            else:
+                for col in self._shown:
+                    if not _same(old[col.key], cells[col.key]):
+                        self.update_cell(key, col.key, self._cell(col, cells[col.key]))
+            self._cells[key] = cells
+        if added and self._shown and self.row_keys != list(wanted):
+            order = {key: i for i, key in enumerate(wanted)}
+            first = self._shown[0].key
+            self.sort(first, key=lambda cell: order.get(cell.plain if isinstance(cell, Text) else cell, len(order)))
+        self._restore_cursor(keep)
+
+    def _ordered(self, cells: dict[str, Cell]) -> list[Cell]:
+        return [self._cell(col, cells[col.key]) for col in self._shown]
+
+    @staticmethod
+    def _cell(col: ShownColumn, cell: Cell) -> Cell:
+        if not col.spec.right:
+            return cell
+        cell = cell.copy() if isinstance(cell, Text) else Text(cell)
+        cell.justify = "right"
+        return cell
+
+    def _restore_cursor(self, key: str | None) -> None:
+        if key is None or key not in self._cells:
+            return
+        index = self.get_row_index(key)
+        if index != self.cursor_row:
+            self.move_cursor(row=index, animate=False, scroll=False)

@@ -1,0 +1,48 @@
+"""The routes pane: one row per route of routemq.toml."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from rmqtui.engine.snapshot import FleetSnapshot, RouteSnapshot
+
+from . import format as fmt
+from .columns import ColumnSpec
+from .keyed_table import Cell, KeyedTable
+
+
+class RoutesTable(KeyedTable):
+    """Routes with their worker counts, rates, totals and a throughput sparkline."""
+
+    SPECS = (
+        ColumnSpec("name", "route", 14),
+        ColumnSpec("topic", "topic", 22, drop=3, flex=True, max_width=34),
+        ColumnSpec("shared", "shr", 3),
+        ColumnSpec("workers", "run/want", 8, right=True),
+        ColumnSpec("rate", "msg/s", 6, right=True),
+        ColumnSpec("handled", "handled", 7, right=True),
+        ColumnSpec("failed", "failed", 6, right=True),
+        ColumnSpec("spark", "last 60s", 12, drop=1, flex=True, max_width=60),
+    )
+    COMPONENT_CLASSES = {"routes--short", "routes--unshared"}
+
+    def show(self, snapshot: FleetSnapshot) -> None:
+        """Update the rows from ``snapshot``."""
+        self.sync((r.name, self._cells_of(r)) for r in snapshot.routes)
+
+    def _cells_of(self, route: RouteSnapshot) -> dict[str, Cell]:
+        spark_width = next((c.width for c in self._shown if c.key == "spark"), 0)
+        workers = Text(f"{route.running}/{route.desired}")
+        if route.running < route.desired:
+            workers.stylize(self.get_component_rich_style("routes--short", partial=True))
+        shared = Text("yes") if route.shared else Text("no", self.get_component_rich_style("routes--unshared", partial=True))
+        return {
+            "name": route.name,
+            "topic": route.topic,
+            "shared": shared,
+            "workers": workers,
+            "rate": fmt.rate(route.rate),
+            "handled": fmt.count(route.handled),
+            "failed": fmt.count(route.failed),
+            "spark": fmt.sparkline(route.history, spark_width),
+        }

@@ -1,0 +1,55 @@
+"""The status lines at the top: broker, group, uptime, totals, worker counts, debug, host."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from rmqtui.engine.snapshot import BrokerState, FleetSnapshot, WorkerState
+
+from . import format as fmt
+
+_BROKER_STYLE = {
+    BrokerState.UP: "$success",
+    BrokerState.STARTING: "$warning",
+    BrokerState.RESTARTING: "$warning",
+    BrokerState.DOWN: "$error",
+    BrokerState.AUTH_FAILED: "$error",
+    BrokerState.STOPPED: "$text-muted",
+}
+
+
+class StatusBar(Static):
+    """Two lines summing up the fleet; while stopping, the second line shows drain progress."""
+
+    def show(self, snap: FleetSnapshot, *, quitting: bool = False) -> None:
+        """Render ``snap``."""
+        b = snap.broker
+        kind = "embedded" if b.embedded else "external"
+        broker = Content.assemble(
+            ("broker ", "bold"), b.address, " ", (b.state.value, _BROKER_STYLE.get(b.state, "")),
+            f" ({kind}, {b.protocol})",
+            (f" {b.reason}", "$error") if b.reason else "",
+        )
+        line1 = Content.assemble(
+            broker, "  ", ("group ", "bold"), snap.group, "  ", ("host ", "bold"), snap.hostname or "?",
+        )
+        if snap.stopping or quitting:
+            live = [w for w in snap.workers if w.pid is not None]
+            draining = sum(1 for w in live if w.state is WorkerState.DRAINING)
+            line2 = Content.assemble(
+                ("stopping: ", "bold $warning"),
+                f"{draining} draining, {len(live)} left",
+                ("  (q or ctrl+c again forces exit)", "$text-muted"),
+            )
+        else:
+            debug = ("DEBUG", "bold $warning") if snap.log_level == "DEBUG" else (snap.log_level.lower(), "")
+            short = snap.running < snap.desired
+            line2 = Content.assemble(
+                ("up ", "bold"), fmt.duration(snap.uptime), "  ",
+                ("handled ", "bold"), fmt.count(snap.handled), "  ",
+                fmt.rate(snap.rate), " msg/s  ",
+                ("workers ", "bold"), (f"{snap.running}/{snap.desired}", "$warning" if short else ""), "  ",
+                ("log ", "bold"), debug,
+            )
+        self.update(Content("\n").join([line1, line2]))
