@@ -1,0 +1,112 @@
+"""The small typed messages between the supervisor and its workers.
+
+Each worker has exactly one duplex pipe to the supervisor.  Workers send a
+:class:`Heartbeat` a few times a second, a :class:`Status` when their state
+changes and :class:`LogLine` records at or above their level; the supervisor
+sends :class:`SetLogLevel`, :class:`Drain` and :class:`Stop`.  Nothing is sent
+per message (except debug records when an operator asked for them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Exit status of a worker that cannot serve (handler import failed, bad
+#: settings): the supervisor marks the slot ``failed`` and does not restart it.
+EXIT_FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """How a worker reaches the broker (picklable; the password travels in memory only)."""
+
+    host: str
+    port: int
+    protocol: str = "v3.1.1"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    keepalive: int = 30
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker process needs to start; built by the supervisor per process."""
+
+    worker_id: str
+    route: str
+    slot: int
+    client_id: str
+    pattern: str
+    subscribe_filter: str
+    handler: str
+    qos: int
+    root: str
+    broker: BrokerSettings
+    log_level: str = "INFO"
+    heartbeat_interval: float = 0.5
+    handler_retries: int = 2
+    dead_letter_topic: str = "rmqtui/dead/{route}"
+    poison_mids: frozenset[int] = frozenset()
+    log_file: str | None = None
+    release_only: bool = False  # connect under the slot's id only to unsubscribe, then exit
+
+    @property
+    def marker_topic(self) -> str:
+        """A topic only this slot subscribes to, used to find the end of its backlog."""
+        return f"rmqtui/drain/{self.client_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Counters since the process started, and what it is doing now."""
+
+    time: float
+    received: int
+    handled: int
+    failed: int
+    dead_lettered: int
+    handler_seconds: float
+    busy_since: float | None  # monotonic-free wall time when the current handler call began
+    connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A state change of the worker, sent the moment it happens."""
+
+    state: str  # a WorkerState value
+    reason: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One log record from the worker."""
+
+    time: float
+    level: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetLogLevel:
+    """Change the worker's log level live."""
+
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Unsubscribe, handle the backlog up to a marker, end the session and exit.
+
+    With ``keep_session`` the worker stops after its current message without
+    unsubscribing, so a new process under the same client id resumes the
+    session and everything queued for it (used by restarts).
+    """
+
+    timeout: float = 10.0
+    keep_session: bool = False

@@ -1,0 +1,102 @@
+"""``rmqtui --no-ui``: the engine with status lines instead of a screen.
+
+Signal handlers only record the signal; the main loop prints status, forwards
+new log records and, once a signal arrived, drains the fleet and returns.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from typing import TextIO
+
+from .engine.api import FleetControl
+from .engine.snapshot import FleetSnapshot, WorkerState
+
+LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.0f}M"
+
+
+def format_status(snap: FleetSnapshot) -> str:
+    """A compact, human-readable status block: one fleet line, one line per route, one per unhealthy worker."""
+    b = snap.broker
+    kind = "embedded" if b.embedded else "external"
+    head = (f"{time.strftime('%H:%M:%S', time.localtime(snap.time))} broker {b.address} {b.state.value} ({kind})"
+            f"  group {snap.group}  workers {snap.running}/{snap.desired}  handled {snap.handled}"
+            f"  {snap.rate:.1f} msg/s")
+    lines = [head]
+    width = max((len(r.name) for r in snap.routes), default=5)
+    for r in snap.routes:
+        ws = snap.workers_of(r.name)
+        rss = sum(w.rss or 0 for w in ws if w.pid)
+        lines.append(f"  {r.name:<{width}}  {r.running}/{r.desired} workers  {r.rate:8.1f} msg/s  "
+                     f"handled {r.handled:>8}  failed {r.failed:>5}  rss {_mb(rss)}")
+    for w in snap.workers:
+        if w.state not in (WorkerState.SUBSCRIBED, WorkerState.STARTING):
+            lines.append(f"    {w.id}: {w.state.value}" + (f" ({w.reason})" if w.reason else ""))
+    return "\n".join(lines)
+
+
+def snapshot_json(snap: FleetSnapshot) -> str:
+    """The snapshot as one JSON line."""
+    data = asdict(snap)
+    data.pop("extra", None)
+    data["rate"] = round(snap.rate, 2)
+    data["handled"] = snap.handled
+    data["uptime"] = round(snap.uptime, 1)
+    return json.dumps(data, default=lambda o: o.value if hasattr(o, "value") else str(o), separators=(",", ":"))
+
+
+def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = False, out: TextIO = sys.stdout,
+                 err: TextIO = sys.stderr, log_level: str = "INFO", stop_timeout: float = 15.0) -> int:
+    """Print status every ``interval`` seconds until SIGINT, SIGTERM or SIGHUP; then drain and return 0."""
+    got: list[int] = []
+    wake = threading.Event()
+
+    def on_signal(signum, frame):  # only record it; the loop below acts
+        got.append(signum)
+        wake.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    threshold = LOG_LEVELS.get(log_level, 20)
+    seq = 0
+    try:
+        next_status = time.monotonic()
+        while not got:
+            for rec in fleet.logs_since(seq):
+                seq = rec.seq
+                if LOG_LEVELS.get(rec.level, 20) >= threshold or rec.source in ("fleet", "broker"):
+                    _print_log(rec, as_json, out, err)
+            if time.monotonic() >= next_status:
+                snap = fleet.snapshot()
+                print(snapshot_json(snap) if as_json else format_status(snap), file=out, flush=True)
+                next_status = time.monotonic() + interval
+            wake.wait(0.2)
+        name = signal.Signals(got[0]).name
+        print(f"rmqtui: {name} received, draining the fleet (send it again to force)", file=err, flush=True)
+        force = getattr(fleet, "force", None)
+        for s in previous:
+            signal.signal(s, (lambda *_: force()) if force else signal.SIG_IGN)
+        fleet.stop(timeout=stop_timeout)
+        for rec in fleet.logs_since(seq):
+            _print_log(rec, as_json, out, err)
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _print_log(rec, as_json: bool, out: TextIO, err: TextIO) -> None:
+    if as_json:
+        print(json.dumps({"log": {"time": rec.time, "level": rec.level, "source": rec.source,
+                                  "message": rec.message}}), file=out, flush=True)
+    else:
+        stamp = time.strftime("%H:%M:%S", time.localtime(rec.time))
+        print(f"{stamp} {rec.level:<7} {rec.source}: {rec.message}", file=err, flush=True)

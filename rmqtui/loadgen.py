@@ -1,0 +1,122 @@
+"""``rmqtui load``: bounded test traffic on the routes of a config.
+
+Publishes ``count`` messages at no more than ``rate`` per second, round robin
+over the routes, with varying topic parameters.  At QoS 1 and 2 at most
+``window`` publishes are unacknowledged at any time: paho queues without limit
+and silently drops messages once more than 65,535 are outstanding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from .engine.topics import TopicPattern
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What a load run did."""
+
+    sent: int
+    acknowledged: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def concrete_topic(pattern: TopicPattern, i: int) -> str:
+    """A topic matching ``pattern`` with parameters that vary with ``i``."""
+    parts = []
+    params = iter(pattern.params)
+    for level in pattern.filter.split("/"):
+        if level == "+":
+            name = next(params, "x")
+            parts.append(f"{name.replace('_', '-')}-{i % 16}")
+        elif level == "#":
+            parts.append(f"zone-{i % 4}/rack-{i % 3}")
+        else:
+            parts.append(level)
+    return "/".join(parts)
+
+
+def payload_for(i: int, size: int = 100) -> bytes:
+    """A JSON reading padded to about ``size`` bytes."""
+    body = {"seq": i, "value": round(20 + 5 * random.random(), 3), "ts": time.time()}
+    raw = json.dumps(body)
+    pad = max(0, size - len(raw) - 10)
+    if pad:
+        body["pad"] = "x" * pad
+        raw = json.dumps(body)
+    return raw.encode()
+
+
+def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: int = 1000, rate: float = 200.0,
+                 qos: int = 1, window: int = 1000, protocol: str = "v3.1.1", username: str = "",
+                 password: str = "", timeout: float = 600.0, progress=None) -> LoadResult:
+    """Publish ``count`` messages to topics of ``patterns`` at most ``rate``/s; bounded in time by ``timeout``."""
+    if not patterns:
+        raise ValueError("no route to publish to")
+    proto = mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"rmqtui-load-{random.randrange(1 << 30)}",
+                         protocol=proto)
+    if username:
+        client.username_pw_set(username, password or None)
+    outstanding = threading.Semaphore(window)
+    acked = [0]
+    connected = threading.Event()
+
+    def on_connect(c, u, flags, rc, props):
+        if not rc.is_failure:
+            connected.set()
+
+    def on_publish(c, u, mid, rc, props):
+        acked[0] += 1
+        if qos:
+            outstanding.release()
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(min(window, 65535))
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    deadline = time.monotonic() + timeout
+    try:
+        if not connected.wait(10):
+            raise ConnectionError(f"could not connect to the broker at {host}:{port}")
+        start = time.monotonic()
+        sent = 0
+        cycle = itertools.cycle(patterns)
+        interval = 1.0 / rate if rate > 0 else 0.0
+        for i in range(count):
+            if time.monotonic() > deadline:
+                break
+            if interval:
+                due = start + i * interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if qos:
+                while not outstanding.acquire(timeout=1.0):
+                    if time.monotonic() > deadline:
+                        break
+            client.publish(concrete_topic(next(cycle), i), payload_for(i), qos=qos)
+            sent += 1
+            if progress and sent % 1000 == 0:
+                progress(sent)
+        settle = min(deadline, time.monotonic() + 30.0)
+        while qos and acked[0] < sent and time.monotonic() < settle:
+            time.sleep(0.01)
+        return LoadResult(sent, acked[0], time.monotonic() - start)
+    finally:
+        client.disconnect()
+        client.loop_stop()
