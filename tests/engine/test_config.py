@@ -263,3 +263,12 @@ def test_save_refuses_invalid_counts(tmp_path: Path, toml: str, counts: dict[str
         save_worker_counts(config, counts)
     assert path.read_text() == toml
     assert not (tmp_path / "routemq.toml.bak").exists()
+
+
+def test_line_locator_skips_multiline_strings_and_counts_routes(tmp_path: Path) -> None:
+    toml = ('[fleet]\ndead_letter_topic = """\nqos = 9\n"""\n'  # looks like a key, is text
+            + ROUTE + ROUTE.replace('"r1"', '"r2"').replace('"a/{x}"', '"b/{x}"')
+            + "# a comment\nqos = 7\n")
+    with pytest.raises(ConfigError) as info:
+        load(write_project(tmp_path, toml), env={})
+    assert (info.value.key, info.value.line) == ("routes[1].qos", toml.splitlines().index("qos = 7") + 1)
