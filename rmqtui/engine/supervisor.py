@@ -65,14 +65,6 @@ def runtime_state_path(config_path: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"rmqtui-{os.getuid()}" / f"{key}.json"
 
 
-def _client_prefix(cfg: Config) -> str:
-    fn = getattr(config_mod, "client_prefix", None)
-    if fn is not None:
-        return fn(cfg)
-    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
-    return cfg.fleet.client_prefix or f"rmqtui-{host}"
-
-
 @dataclass
 class _Slot:
     """One worker slot of a route: a stable client id and the process currently serving it."""
@@ -148,7 +140,7 @@ class Fleet:
     def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.1) -> None:
         self.config = config
         self.tick = tick
-        self.prefix = _client_prefix(config)
+        self.prefix = config_mod.client_prefix(config)
         self.log_level = config.fleet.log_level
         self._lock = threading.RLock()
         self._logs: collections.deque[LogRecord] = collections.deque(maxlen=LOG_HISTORY)
@@ -258,14 +250,17 @@ class Fleet:
     def _stop_forkserver(self) -> None:
         if start_method() != "forkserver":
             return
-        from multiprocessing import forkserver
+        from multiprocessing import forkserver, resource_tracker
 
-        stop = getattr(forkserver._forkserver, "_stop", None)
-        if stop is not None:
-            try:
-                stop()
-            except OSError:
-                pass
+        # private but stable since 3.8: the helpers end with our process anyway; stopping them
+        # here makes `stop()` leave no child behind, which is what embedders and tests expect
+        for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+            stop = getattr(helper, "_stop", None)
+            if stop is not None:
+                try:
+                    stop()
+                except (OSError, ChildProcessError):
+                    pass
 
     def _force_all(self, sig: int) -> None:
         with self._lock:
@@ -391,6 +386,8 @@ class Fleet:
             backup = config_mod.save_worker_counts(self.config, counts)
         except OSError as exc:
             return CommandResult.refused(f"could not write {self.config.path}: {exc}")
+        except config_mod.ConfigError as exc:
+            return CommandResult.refused(exc.problem + (f" ({exc.fix})" if exc.fix else ""))
         self._event("INFO", "fleet", f"wrote worker counts to {self.config.path} (backup {backup})")
         return CommandResult.accepted(f"wrote worker counts to {self.config.path.name} (previous file kept as "
                                       f"{Path(backup).name}; comments are not kept)")
@@ -785,7 +782,7 @@ class Fleet:
                                  name=f"rmqtui-worker-{slot.id}")
         try:
             proc.start()
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - the slot backs off; the engine loop goes on
             parent.close()
             child.close()
             slot.next_start = time.monotonic() + 2.0
