@@ -102,24 +102,18 @@ class FleetApp(App[None]):
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
-        yield RoutesTable(id="routes")
-        yield Input(placeholder="filter workers by id or state (enter keeps, esc clears)", id="filter")
-        yield WorkersTable(id="workers")
-        yield LogPane(id="log")
-        yield Footer()
-
-    @property
-    def routes_table(self) -> RoutesTable:
-        return self.query_one("#routes", RoutesTable)
-
-    @property
-    def workers_table(self) -> WorkersTable:
-        return self.query_one("#workers", WorkersTable)
-
-    @property
-    def log_pane(self) -> LogPane:
-        return self.query_one("#log", LogPane)
+        # Held as attributes, not queried: a modal screen may be on top when the timer fires.
+        self.status_bar = StatusBar(id="status")
+        self.routes_table = RoutesTable(id="routes")
+        self.filter_box = Input(placeholder="filter workers by id or state (enter keeps, esc clears)", id="filter")
+        self.workers_table = WorkersTable(id="workers")
+        self.log_pane = LogPane(id="log")
+        yield self.status_bar
+        yield self.routes_table
+        yield self.filter_box
+        yield self.workers_table
+        yield self.log_pane
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.routes_table.border_title = "routes"
@@ -170,7 +164,7 @@ class FleetApp(App[None]):
         snap = self.fleet_snapshot
         if snap is None:
             return
-        self.query_one(StatusBar).show(snap, quitting=self.quitting)
+        self.status_bar.show(snap, quitting=self.quitting)
         self.routes_table.show(snap)
         self.workers_table.show(self._visible_workers(snap))
         self._titles()
@@ -338,7 +332,7 @@ class FleetApp(App[None]):
         self._titles()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.display = True
         box.focus()
 
@@ -349,11 +343,11 @@ class FleetApp(App[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
-        self.query_one("#filter", Input).display = False
+        self.filter_box.display = False
         self.workers_table.focus()
 
     def on_key(self, event) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if event.key == "escape" and box.has_focus:
             event.stop()
             box.value = ""

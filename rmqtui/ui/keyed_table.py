@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from rich.style import Style
 from rich.text import Text
+from textual.widget import Widget
 from textual.widgets import DataTable
 
 from .columns import ColumnSpec, ShownColumn, fit_columns
 
 Cell = str | Text
+
+
+def part_style(widget: Widget, component: str) -> Style:
+    """The Rich style of a component class from rmqtui.tcss (unstyled while the CSS is being re-applied)."""
+    return widget.get_component_rich_style(component, partial=True, default=Style.null())
 
 
 def _same(a: Cell, b: Cell) -> bool:

@@ -11,6 +11,8 @@ from textual.widgets import RichLog
 
 from rmqtui.engine.snapshot import LogRecord
 
+from .keyed_table import part_style
+
 MAX_LINES = 2000
 
 
@@ -50,7 +52,7 @@ class LogPane(RichLog):
         return self._only is None or record.source == self._only
 
     def _line(self, record: LogRecord) -> Text:
-        style = lambda name: self.get_component_rich_style(name, partial=True)  # noqa: E731
+        style = lambda name: part_style(self, name)  # noqa: E731
         level = record.level.upper()
         level_class = f"log--{level.lower()}"
         return Text.assemble(

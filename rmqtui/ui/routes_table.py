@@ -8,7 +8,7 @@ from rmqtui.engine.snapshot import FleetSnapshot, RouteSnapshot
 
 from . import format as fmt
 from .columns import ColumnSpec
-from .keyed_table import Cell, KeyedTable
+from .keyed_table import Cell, KeyedTable, part_style
 
 
 class RoutesTable(KeyedTable):
@@ -34,8 +34,8 @@ class RoutesTable(KeyedTable):
         spark_width = next((c.width for c in self._shown if c.key == "spark"), 0)
         workers = Text(f"{route.running}/{route.desired}")
         if route.running < route.desired:
-            workers.stylize(self.get_component_rich_style("routes--short", partial=True))
-        shared = Text("yes") if route.shared else Text("no", self.get_component_rich_style("routes--unshared", partial=True))
+            workers.stylize(part_style(self, "routes--short"))
+        shared = Text("yes") if route.shared else Text("no", part_style(self, "routes--unshared"))
         return {
             "name": route.name,
             "topic": route.topic,

@@ -8,7 +8,7 @@ from rmqtui.engine.snapshot import WorkerSnapshot, WorkerState
 
 from . import format as fmt
 from .columns import ColumnSpec
-from .keyed_table import Cell, KeyedTable
+from .keyed_table import Cell, KeyedTable, part_style
 
 
 class WorkersTable(KeyedTable):
@@ -37,7 +37,7 @@ class WorkersTable(KeyedTable):
         self.sync((w.id, self._cells_of(w)) for w in workers)
 
     def _cells_of(self, w: WorkerSnapshot) -> dict[str, Cell]:
-        style = lambda name: self.get_component_rich_style(name, partial=True)  # noqa: E731
+        style = lambda name: part_style(self, name)  # noqa: E731
         return {
             "id": w.id,
             "pid": fmt.plain(w.pid),
