@@ -46,6 +46,9 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                     help="the workers' log level (overrides the config)")
     ap.add_argument("--port", type=int, help="broker port (overrides the config)")
+    from . import __version__
+
+    ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
     return ap
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -122,6 +123,8 @@ class EmbeddedBroker:
             "# written by rmqtui for its private broker; regenerated at every start\n"
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
+            "# keep our own user: dropping privileges would clear the parent-death signal\n"
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             "# no cap: a shared-subscription member that is down or slow keeps its share\n"
             "max_queued_messages 0\n"
             "max_queued_bytes 0\n"

@@ -267,6 +267,8 @@ class Worker:
         """Leave the group without losing anything, then end (or keep) the session."""
         self.stop_requested.set()
         if cmd.keep_session or not self.connected:
+            log.info("stopping%s; the session is kept for the slot's next process",
+                     "" if self.connected else " before the broker connection was up")
             self._disconnect(end_session=False)
             return
         self.draining = True
