@@ -40,7 +40,7 @@ from rmqtui.engine.broker import EmbeddedBroker, free_port  # noqa: E402
 
 PY = sys.executable
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
-FIGURES = ("throughput", "scaling", "startup", "memory", "overhead", "drain")
+FIGURES = ("throughput", "scaling", "startup", "overhead", "memory", "drain")
 PAYLOAD_BYTES = 100
 
 # --------------------------------------------------------------------------- small helpers
@@ -90,11 +90,12 @@ def cont(pids) -> None:
 class Bench:
     """Shared state of one benchmark run: the broker, the temp dir, what was started."""
 
-    def __init__(self, args) -> None:
+    def __init__(self, args, port: int | None = None) -> None:
         self.args = args
         self.quick = args.quick
         self.tmp = Path(tempfile.mkdtemp(prefix="rmqtui-bench-"))
-        self.broker = EmbeddedBroker(self.tmp, host="127.0.0.1", port=free_port())
+        self.broker = EmbeddedBroker(self.tmp, host="127.0.0.1", port=free_port()) if port is None else None
+        self._port = port
         self.procs: list[subprocess.Popen] = []
         self.fleets: list = []
         self.results: dict = {}
@@ -103,6 +104,8 @@ class Bench:
 
     # -- life --------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.broker is None:
+            return
         self.broker.start()
         log(f"private Mosquitto pid {self.broker.pid} on 127.0.0.1:{self.broker.port} (dir {self.tmp})")
 
@@ -120,7 +123,8 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
-        self.broker.stop()
+        if self.broker is not None:
+            self.broker.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def uid(self, stem: str) -> str:
@@ -129,7 +133,7 @@ class Bench:
 
     @property
     def port(self) -> int:
-        return self.broker.port
+        return self.broker.port if self.broker is not None else self._port
 
     # -- load --------------------------------------------------------------------------------
     def payload_file(self, n: int, start: int = 0) -> Path:
@@ -179,6 +183,7 @@ class Bench:
                 def handle(msg):
                     _hit()
                 """))
+        (root / "bh" / "plain.py").write_text("def handle(msg):\n    pass\n")
         (root / "bh" / "slow.py").write_text(textwrap.dedent(f"""\
             import json, os, time
             _f = None
@@ -368,6 +373,400 @@ def fig_throughput(b: Bench) -> dict:
     return out
 
 
+def fig_scaling(b: Bench) -> dict:
+    """2. 1..4 workers on one shared route, 0.2 ms CPU handler, vs as many bare subscribers in one $share group."""
+    n = 3_000 if b.quick else 20_000
+    reps = 1 if b.quick else 3
+    qos, protocol = 1, "v5"
+    out: dict = {"messages": n, "repetitions": reps, "qos": qos, "protocol": protocol, "burn_ms": 0.2,
+                 "workers": {}}
+    topic_w, topic_b = "bench/scale/w", "bench/scale/b"
+    cfg = b.project([{"name": "sc", "topic": topic_w, "handler": "bh.burn:handle", "shared": True, "workers": 1,
+                      "qos": qos}], protocol=protocol)
+    status_dir = cfg.parent / "status"
+    fleet = b.start_fleet(cfg)
+    try:
+        for k in (1, 2, 3, 4):
+            log(f"scaling: {k} worker(s), {reps} x {n} messages")
+            fleet.scale("sc", k)
+            pids = [w.pid for w in b.subscribed(fleet, "sc", k)]
+            bare_files = [status_dir / f"bare-k{k}-{i}.txt" for i in range(k)]
+            bares = [b.start_bare(f"$share/bare/{topic_b}", qos, protocol, f, burn_ms=0.2) for f in bare_files]
+            case = {"fleet": [], "bare": []}
+            try:
+                for r in range(reps):
+                    order = ("bare", "fleet") if r % 2 == 0 else ("fleet", "bare")
+                    for who in order:
+                        if who == "bare":
+                            res = b.rep([p.pid for p in bares], lambda: bare_files, topic_b, n, qos,
+                                        timeout=60 + n / 200)
+                        else:
+                            res = b.rep(pids, lambda: [status_dir / f"w{p}.txt" for p in pids], topic_w, n, qos,
+                                        timeout=60 + n / 200)
+                        case[who].append(res)
+                        log(f"  {who:5} rep {r}: {res['rate']:8.0f} msg/s  per consumer {res['per_consumer']}"
+                            f"  got {res['received']}/{n}")
+            finally:
+                b.stop_bare(bares)
+            for who in ("fleet", "bare"):
+                case[f"{who}_rate"] = median([x["rate"] for x in case[who]])
+                case[f"{who}_spread"] = [min(x["per_consumer"]) if x["per_consumer"] else 0 for x in case[who]][-1:] + \
+                    [max(x["per_consumer"]) if x["per_consumer"] else 0 for x in case[who]][-1:]
+                case[f"{who}_complete"] = all(x["complete"] for x in case[who])
+            case["ratio_rate"] = ratio(case["fleet_rate"], case["bare_rate"])
+            out["workers"][str(k)] = case
+    finally:
+        b.stop_fleet(fleet)
+    r1 = out["workers"]["1"]
+    for k, case in out["workers"].items():
+        case["fleet_speedup"] = ratio(case["fleet_rate"], r1["fleet_rate"])
+        case["bare_speedup"] = ratio(case["bare_rate"], r1["bare_rate"])
+    return out
+
+
+# --------------------------------------------------------------------------- 3. start-up
+
+def child_startup(args) -> dict:
+    """Runs in a fresh process (so the start method is fresh): add_worker -> subscribed, ``--reps`` times."""
+    from rmqtui.engine.snapshot import WorkerState
+    from rmqtui.engine.supervisor import start_method
+
+    b = Bench(args, port=args.port)
+    reps = args.reps
+    out = {"start_method": start_method(), "add_ms": [], "process_ms": [], "remove_ms": []}
+    try:
+        cfg = b.project([{"name": "su", "topic": "bench/startup", "handler": "bh.plain:handle", "shared": True,
+                          "workers": 1, "qos": 1}], protocol="v5")
+        t0 = time.perf_counter()
+        fleet = b.start_fleet(cfg)
+        b.subscribed(fleet, "su", 1, timeout=60)
+        out["first_worker_ms"] = (time.perf_counter() - t0) * 1000  # includes the forkserver's start
+        time.sleep(0.5)
+
+        def state_of(wid):
+            for w in fleet.snapshot().workers:
+                if w.id == wid:
+                    return w
+            return None
+
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fleet.add_worker("su")
+            t_pid = None
+            deadline = t0 + 30
+            while time.perf_counter() < deadline:
+                w = state_of("su/1")
+                if w is not None and w.pid and t_pid is None:
+                    t_pid = time.perf_counter()
+                if w is not None and w.state is WorkerState.SUBSCRIBED:
+                    break
+                time.sleep(0.002)
+            else:
+                raise TimeoutError("the added worker did not subscribe in 30 s")
+            t1 = time.perf_counter()
+            out["add_ms"].append((t1 - t0) * 1000)
+            out["process_ms"].append(((t_pid or t1) - t0) * 1000)
+            time.sleep(0.2)
+            t0 = time.perf_counter()
+            fleet.remove_worker("su", "su/1")
+            wait_until(lambda: state_of("su/1") is None, 30, 0.002, "the removed worker to go")
+            out["remove_ms"].append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.2)
+    finally:
+        b.close()
+    out["median_ms"] = median(out["add_ms"])
+    out["median_process_ms"] = median(out["process_ms"])
+    out["median_remove_ms"] = median(out["remove_ms"])
+    return out
+
+
+def run_child(b: Bench, kind: str, extra: list[str], env: dict | None = None, timeout: float = 300) -> dict:
+    out = b.tmp / f"{b.uid('child')}.json"
+    cmd = [PY, str(Path(__file__).resolve()), "--child", kind, "--port", str(b.port), "--out", str(out)] + extra
+    if b.quick:
+        cmd.append("--quick")
+    p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    b.procs.append(p)
+    try:
+        text, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        return {"error": f"child {kind} timed out after {timeout}s"}
+    if p.returncode != 0 or not out.exists():
+        return {"error": f"child {kind} failed ({p.returncode}): {text[-1500:]}"}
+    return json.loads(out.read_text())
+
+
+def fig_startup(b: Bench) -> dict:
+    """3. Fleet.add_worker -> worker subscribed, per start method, each in a fresh process."""
+    from rmqtui.engine.supervisor import start_method
+
+    reps = 3 if b.quick else 10
+    out = {"repetitions": reps, "in_use": start_method(), "methods": {}}
+    for method in ("forkserver", "spawn", "fork"):
+        log(f"startup: {method}, {reps} adds")
+        res = run_child(b, "startup", ["--reps", str(reps)], env={"RMQTUI_START_METHOD": method}, timeout=180)
+        out["methods"][method] = res
+        if "median_ms" in res:
+            log(f"  {method}: add->subscribed median {res['median_ms']:.1f} ms (process {res['median_process_ms']:.1f}"
+                f" ms), first worker {res['first_worker_ms']:.0f} ms, remove {res['median_remove_ms']:.0f} ms")
+        else:
+            log(f"  {method}: {res.get('error')}")
+    fs = out["methods"].get("forkserver", {}).get("median_ms")
+    for method, res in out["methods"].items():
+        res["ratio_to_forkserver"] = ratio(res.get("median_ms"), fs)
+    return out
+
+
+# --------------------------------------------------------------------------- 5. supervisor / TUI overhead
+
+def _windows(b: Bench) -> tuple[int, float]:
+    return (3, 2.0) if b.quick else (4, 5.0)
+
+
+def headless_run(b: Bench, workers: int) -> dict:
+    """``rmqtui --no-ui --interval 2`` with ``workers`` idle workers: its own CPU (children excluded) and RSS."""
+    cache = b.__dict__.setdefault("_headless", {})
+    if workers in cache:
+        return cache[workers]
+    nwin, win = _windows(b)
+    cfg = b.project([{"name": "idle", "topic": "bench/idle", "handler": "bh.plain:handle", "shared": True,
+                      "workers": workers, "qos": 1}], protocol="v5", fleet={"drain_timeout": 20.0})
+    exe = str(Path(PY).parent / "rmqtui")
+    logf = open(cfg.parent / "headless.out", "w")
+    p = subprocess.Popen([exe, "--no-ui", "--interval", "2", "-c", str(cfg)], stdout=logf, stderr=subprocess.STDOUT,
+                         start_new_session=True, cwd=cfg.parent)
+    b.procs.append(p)
+    res: dict = {"workers": workers, "window_s": win}
+    try:
+        proc = psutil.Process(p.pid)
+        t0 = time.monotonic()
+
+        def ready():
+            return f"workers {workers}/{workers}" in (cfg.parent / "headless.out").read_text()
+
+        wait_until(ready, 120, 0.2, f"{workers} workers running under rmqtui --no-ui")
+        res["start_s"] = time.monotonic() - t0
+        time.sleep(3.0)  # let the last ones connect and subscribe
+        cpus, rss, uss = [], [], []
+        for _ in range(nwin):
+            c0, w0 = cpu_seconds(p.pid), time.monotonic()
+            time.sleep(win)
+            cpus.append(100 * (cpu_seconds(p.pid) - c0) / (time.monotonic() - w0))
+            m = proc.memory_full_info()
+            rss.append(m.rss)
+            uss.append(m.uss)
+        res.update(cpu_windows=cpus, cpu_percent=median(cpus), rss=median(rss), uss=median(uss))
+        ws = [c for c in proc.children(recursive=True)]
+        wm = []
+        for c in ws:
+            with contextlib.suppress(psutil.Error):
+                if c.pid != p.pid and "mosquitto" not in c.name():
+                    wm.append(c.memory_full_info().uss)
+        res["child_uss_median"] = median(wm)
+    finally:
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        res["stop_s"] = time.monotonic() - t0
+        logf.close()
+    cache[workers] = res
+    return res
+
+
+def child_fleetcpu(args) -> dict:
+    """In a fresh process: a real Fleet with ``--workers`` idle workers; sampler pass time, then the TUI's CPU."""
+    import asyncio
+
+    from rmqtui.engine.snapshot import WorkerState
+
+    b = Bench(args, port=args.port)
+    nwin, win = _windows(b)
+    out: dict = {"workers": args.workers, "window_s": win}
+    me = psutil.Process()
+    try:
+        cfg = b.project([{"name": "idle", "topic": "bench/idle", "handler": "bh.plain:handle", "shared": True,
+                          "workers": args.workers, "qos": 1}], protocol="v5", fleet={"drain_timeout": 20.0})
+        fleet = b.start_fleet(cfg)
+        wait_until(lambda: sum(1 for w in fleet.snapshot().workers if w.state is WorkerState.SUBSCRIBED)
+                   == args.workers, 120, 0.2, "workers subscribed")
+        time.sleep(2.5)
+        samples = []
+        for _ in range(4):
+            time.sleep(1.05)
+            samples.append(fleet.snapshot().extra.get("sample_seconds"))
+        out["sample_seconds"] = samples
+        out["sample_ms_median"] = 1000 * median(samples)
+        # engine only, no front end: the baseline the TUI adds to
+        cpus = []
+        for _ in range(nwin):
+            c0, w0 = cpu_seconds(me.pid), time.monotonic()
+            time.sleep(win)
+            cpus.append(100 * (cpu_seconds(me.pid) - c0) / (time.monotonic() - w0))
+        out["engine_cpu_windows"] = cpus
+        out["engine_cpu_percent"] = median(cpus)
+        try:
+            from rmqtui.ui.app import FleetApp
+        except Exception as exc:  # noqa: BLE001 - the UI is being written by someone else
+            out["tui_error"] = f"TODO: rmqtui.ui.app not importable: {type(exc).__name__}: {exc}"
+            return out
+
+        async def drive():
+            app = FleetApp(fleet)
+            async with app.run_test(size=(160, 50)) as pilot:
+                await pilot.pause(1.0)
+                tcpu = []
+                for _ in range(nwin):
+                    c0, w0 = cpu_seconds(me.pid), time.monotonic()
+                    await asyncio.sleep(win)
+                    tcpu.append(100 * (cpu_seconds(me.pid) - c0) / (time.monotonic() - w0))
+                return tcpu
+
+        try:
+            tcpu = asyncio.run(asyncio.wait_for(drive(), timeout=nwin * win + 60))
+            out["tui_cpu_windows"] = tcpu
+            out["cpu_percent"] = median(tcpu)
+            out["tui_only_percent"] = out["cpu_percent"] - out["engine_cpu_percent"]
+        except Exception as exc:  # noqa: BLE001
+            import traceback
+
+            out["tui_error"] = f"{type(exc).__name__}: {exc}: {traceback.format_exc()[-800:]}"
+    finally:
+        b.close()
+    return out
+
+
+def fig_overhead(b: Bench) -> dict:
+    """5. Supervisor CPU headless (rmqtui --no-ui) and with the TUI, idle workers; sampler pass time."""
+    counts = (10, 100) if b.quick else (10, 50, 100)
+    nwin, win = _windows(b)
+    out: dict = {"windows": nwin, "window_s": win, "headless": {}, "tui": {}, "sampler": {}}
+    for n in counts:
+        log(f"overhead: rmqtui --no-ui with {n} idle workers ({nwin} x {win:.0f} s)")
+        h = headless_run(b, n)
+        out["headless"][str(n)] = h
+        log(f"  headless {n}: cpu {h['cpu_percent']:.2f}% (windows {[round(x, 2) for x in h['cpu_windows']]}), "
+            f"rss {h['rss'] / 1e6:.0f} MB, start {h['start_s']:.1f}s, stop {h['stop_s']:.1f}s")
+    for n in counts:
+        log(f"overhead: in-process Fleet + TUI (app.run_test) with {n} idle workers")
+        r = run_child(b, "fleetcpu", ["--workers", str(n)], timeout=300)
+        out["tui"][str(n)] = r
+        out["sampler"][str(n)] = {"sample_ms_median": r.get("sample_ms_median"),
+                                  "engine_cpu_percent": r.get("engine_cpu_percent")}
+        if "cpu_percent" in r:
+            log(f"  tui {n}: process cpu {r['cpu_percent']:.1f}% (engine alone {r['engine_cpu_percent']:.1f}%), "
+                f"sampler pass {r['sample_ms_median']:.1f} ms")
+        else:
+            log(f"  tui {n}: {r.get('tui_error') or r.get('error')}")
+    return out
+
+
+# --------------------------------------------------------------------------- 4. memory
+
+def fig_memory(b: Bench) -> dict:
+    """4. Worker RSS/USS idle and after 100k messages; supervisor RSS with 10 and 100 idle workers."""
+    out: dict = {}
+    cfg = b.project([{"name": "mem", "topic": "bench/mem", "handler": "bh.plain:handle", "shared": True,
+                      "workers": 3, "qos": 1}], protocol="v5")
+    fleet = b.start_fleet(cfg)
+    try:
+        ws = b.subscribed(fleet, "mem", 3)
+        time.sleep(1.0)
+        ms = [psutil.Process(w.pid).memory_full_info() for w in ws]
+        out["idle_worker_rss"] = [m.rss for m in ms]
+        out["idle_worker_uss"] = [m.uss for m in ms]
+        out["idle_worker_pss"] = [getattr(m, "pss", None) for m in ms]
+        out["idle_worker_uss_mb"] = median(out["idle_worker_uss"]) / 1e6
+        out["idle_worker_rss_mb"] = median(out["idle_worker_rss"]) / 1e6
+        out["worker_snapshot_uss"] = None
+    finally:
+        b.stop_fleet(fleet)
+    tp = b.results.get("throughput", {}).get("cases")
+    if tp:
+        after = [c.get("worker_after_uss") for c in tp.values()]
+        out["after_100k_uss_mb"] = median(after) / 1e6 if median(after) else None
+        out["after_100k_rss_mb"] = median([c.get("worker_after_rss") for c in tp.values()]) / 1e6
+        out["after_source"] = f"throughput figure: one worker after {b.results['throughput']['messages']} messages, " \
+                              f"median over its {len(tp)} cases"
+    else:
+        out["after_100k_uss_mb"] = None
+        out["after_source"] = "run with the throughput figure to get it"
+    for n in (10, 100):
+        h = headless_run(b, n)
+        out[f"supervisor_{n}_rss_mb"] = h["rss"] / 1e6
+        out[f"supervisor_{n}_uss_mb"] = h["uss"] / 1e6
+        out[f"headless_{n}_worker_uss_mb"] = (h["child_uss_median"] or 0) / 1e6
+    log(f"memory: idle worker USS {out['idle_worker_uss_mb']:.1f} MB (RSS {out['idle_worker_rss_mb']:.1f} MB); "
+        f"supervisor RSS 10: {out['supervisor_10_rss_mb']:.0f} MB, 100: {out['supervisor_100_rss_mb']:.0f} MB")
+    return out
+
+
+# --------------------------------------------------------------------------- 6. drain
+
+def fig_drain(b: Bench) -> dict:
+    """6. remove_worker on a worker with a QoS 1 backlog (2 ms handler): drain time, handled, nothing lost."""
+    n = 600 if b.quick else 2_000
+    reps = 1 if b.quick else 3
+    out: dict = {"messages": n, "repetitions": reps, "handler_ms": 2, "reps": []}
+    cfg = b.project([{"name": "dr", "topic": "bench/drain", "handler": "bh.slow:handle", "shared": True,
+                      "workers": 2, "qos": 1}], protocol="v5")
+    status = cfg.parent / "status"
+
+    def seqs_of(pid):
+        try:
+            return [int(x) for x in (status / f"seq{pid}.txt").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    fleet = b.start_fleet(cfg)
+    try:
+        for r in range(reps):
+            ws = {w.id: w.pid for w in b.subscribed(fleet, "dr", 2)}
+            victim_pid = ws["dr/1"]
+            start = r * n
+            before_victim = len(seqs_of(victim_pid))
+            b.publish("bench/drain", n, 1, start=start)
+            at_remove = len(seqs_of(victim_pid)) - before_victim
+            t0 = time.perf_counter()
+            res = fleet.remove_worker("dr", "dr/1")
+            wait_until(lambda: all(w.id != "dr/1" for w in fleet.snapshot().workers), 60, 0.005, "the drained worker")
+            drain_s = time.perf_counter() - t0
+            victim_handled = len(seqs_of(victim_pid)) - before_victim
+
+            def all_seen():
+                seen = [s for f in status.glob("seq*.txt") for s in seqs_of(int(f.stem[3:])) if start <= s < start + n]
+                return seen if len(set(seen)) >= n else None
+
+            try:
+                seen = wait_until(all_seen, 60, 0.1, "every message handled")
+            except TimeoutError:
+                seen = [s for f in status.glob("seq*.txt") for s in seqs_of(int(f.stem[3:])) if start <= s < start + n]
+            rep = {"accepted": res.ok if hasattr(res, "ok") else str(res), "drain_s": drain_s,
+                   "victim_handled_before_remove": at_remove, "victim_handled_total": victim_handled,
+                   "backlog_at_remove": victim_handled - at_remove, "lost": n - len(set(seen)),
+                   "duplicates": len(seen) - len(set(seen))}
+            rep["drain_ms_per_backlog_msg"] = 1000 * drain_s / max(1, rep["backlog_at_remove"])
+            out["reps"].append(rep)
+            log(f"drain rep {r}: {drain_s:.2f}s to remove a worker with {rep['backlog_at_remove']} queued; "
+                f"it handled {victim_handled}; lost {rep['lost']}, duplicates {rep['duplicates']}")
+            fleet.add_worker("dr")
+    finally:
+        b.stop_fleet(fleet)
+    out["drain_s"] = median([x["drain_s"] for x in out["reps"]])
+    out["backlog_at_remove"] = median([x["backlog_at_remove"] for x in out["reps"]])
+    out["victim_handled_total"] = median([x["victim_handled_total"] for x in out["reps"]])
+    out["drain_ms_per_backlog_msg"] = median([x["drain_ms_per_backlog_msg"] for x in out["reps"]])
+    out["lost_total"] = sum(x["lost"] for x in out["reps"])
+    out["duplicates_total"] = sum(x["duplicates"] for x in out["reps"])
+    return out
+
+
 # =========================================================================== report
 
 
@@ -435,6 +834,65 @@ def table(results: dict) -> str:
                      f"QoS1 {fmt_num(tp['v5_over_v311_worker_qos1'], '.2f')};  bare: QoS0 "
                      f"{fmt_num(tp['v5_over_v311_bare_qos0'], '.2f')}, QoS1 {fmt_num(tp['v5_over_v311_bare_qos1'], '.2f')}")
         lines.append("")
+    sc = results.get("scaling")
+    if sc and "workers" in sc:
+        lines.append(f"2. Fleet scaling ({sc['messages']} msgs, {sc['burn_ms']} ms CPU handler, QoS {sc['qos']} "
+                     f"{sc['protocol']}, median of {sc['repetitions']})")
+        lines.append(f"   {'workers':<9}{'fleet msg/s':>12}{'bare msg/s':>12}{'ratio':>7}{'fleet x1':>10}"
+                     f"{'bare x1':>9}   fleet min/max per worker   bare min/max")
+        for k, c in sc["workers"].items():
+            lines.append(f"   {k:<9}{fmt_num(c['fleet_rate']):>12}{fmt_num(c['bare_rate']):>12}"
+                         f"{fmt_num(c['ratio_rate'], '.2f'):>7}{fmt_num(c['fleet_speedup'], '.2f'):>10}"
+                         f"{fmt_num(c['bare_speedup'], '.2f'):>9}   {str(c['fleet_spread']):<26} {c['bare_spread']}"
+                         + ("" if c["fleet_complete"] and c["bare_complete"] else "  INCOMPLETE"))
+        lines.append("")
+    st = results.get("startup")
+    if st and "methods" in st:
+        lines.append(f"3. Start-up: add_worker -> subscribed (median of {st['repetitions']}; in use: {st['in_use']})")
+        lines.append(f"   {'method':<12}{'add->SUBACK ms':>15}{'->pid ms':>10}{'first worker ms':>17}"
+                     f"{'remove ms':>11}{'x forkserver':>14}")
+        for m, r in st["methods"].items():
+            if "median_ms" not in r:
+                lines.append(f"   {m:<12}{r.get('error', '?')[:100]}")
+                continue
+            lines.append(f"   {m:<12}{r['median_ms']:>15.1f}{r['median_process_ms']:>10.1f}"
+                         f"{r['first_worker_ms']:>17.0f}{r['median_remove_ms']:>11.0f}"
+                         f"{fmt_num(r.get('ratio_to_forkserver'), '.2f'):>14}")
+        lines.append("")
+    mem = results.get("memory")
+    if mem and "idle_worker_uss_mb" in mem:
+        lines.append("4. Memory (MB)")
+        lines.append(f"   idle worker: USS {mem['idle_worker_uss_mb']:.1f}, RSS {mem['idle_worker_rss_mb']:.1f} "
+                     f"(median of {len(mem['idle_worker_uss'])});  after load: USS "
+                     f"{fmt_num(mem.get('after_100k_uss_mb'), '.1f')}, RSS {fmt_num(mem.get('after_100k_rss_mb'), '.1f')}")
+        lines.append(f"   supervisor (rmqtui --no-ui): 10 idle workers RSS {mem['supervisor_10_rss_mb']:.0f} "
+                     f"(USS {mem['supervisor_10_uss_mb']:.0f}), 100 idle workers RSS {mem['supervisor_100_rss_mb']:.0f} "
+                     f"(USS {mem['supervisor_100_uss_mb']:.0f})")
+        lines.append("")
+    ov = results.get("overhead")
+    if ov and "headless" in ov:
+        lines.append(f"5. Supervisor overhead, % of one core (median of {ov['windows']} x {ov['window_s']:.0f} s windows)")
+        lines.append(f"   {'workers':<9}{'headless':>10}{'engine only':>13}{'engine+TUI':>12}{'TUI part':>10}"
+                     f"{'sampler pass ms':>17}")
+        for k, h in ov["headless"].items():
+            t = ov["tui"].get(k, {})
+            lines.append(f"   {k:<9}{fmt_num(h.get('cpu_percent'), '.2f'):>10}"
+                         f"{fmt_num(t.get('engine_cpu_percent'), '.2f'):>13}{fmt_num(t.get('cpu_percent'), '.2f'):>12}"
+                         f"{fmt_num(t.get('tui_only_percent'), '.2f'):>10}{fmt_num(t.get('sample_ms_median'), '.1f'):>17}"
+                         + (f"  {t.get('tui_error') or t.get('error')}"[:120] if ("tui_error" in t or "error" in t)
+                            else ""))
+        lines.append("")
+    dr = results.get("drain")
+    if dr and "reps" in dr:
+        lines.append(f"6. Drain: remove_worker with a QoS 1 backlog ({dr['messages']} msgs to 2 workers, "
+                     f"{dr['handler_ms']} ms handler, median of {dr['repetitions']})")
+        lines.append(f"   drain {dr['drain_s']:.2f} s for a backlog of {dr['backlog_at_remove']:.0f} "
+                     f"({dr['drain_ms_per_backlog_msg']:.2f} ms/msg); the removed worker handled "
+                     f"{dr['victim_handled_total']:.0f}; lost {dr['lost_total']}, duplicates {dr['duplicates_total']}")
+        lines.append("")
+    for name in FIGURES:
+        if isinstance(results.get(name), dict) and "error" in results[name]:
+            lines.append(f"{name}: ERROR {results[name]['error']}")
     lines.append("Targets")
     for name, verdict, detail in targets(results):
         lines.append(f"   {verdict:<5} {name}: {detail}")
@@ -446,7 +904,15 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 repetition and small counts (under 3 minutes)")
     ap.add_argument("--only", default="", help=f"comma-separated figures: {', '.join(FIGURES)}")
     ap.add_argument("--out", default=str(BENCH / "results" / "latest.json"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--reps", type=int, default=10, help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=10, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        res = {"startup": child_startup, "fleetcpu": child_fleetcpu}[args.child](args)
+        Path(args.out).write_text(json.dumps(res, default=str))
+        return 0
     only = [x.strip() for x in args.only.split(",") if x.strip()] or list(FIGURES)
     unknown = [x for x in only if x not in FIGURES]
     if unknown:
@@ -469,7 +935,7 @@ def main(argv=None) -> int:
                 continue
             t = time.monotonic()
             try:
-                results[name] = fn(b)
+                results[name] = b.results[name] = fn(b)
             except Exception as exc:  # one broken figure must not lose the others
                 import traceback
 
