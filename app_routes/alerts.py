@@ -16,7 +16,7 @@ _LEVELS = {"critical": logging.CRITICAL, "error": logging.ERROR, "warning": logg
 
 async def notify(msg: Message) -> None:
     """Forward ``alerts/{level}`` to the operator (here: the worker's log)."""
-    level = _LEVELS.get(msg.params["level"].lower(), logging.INFO)
+    level = _LEVELS.get(msg.params["level"].lower(), logging.DEBUG)
     # Stands in for an HTTP call to a pager; awaiting lets the worker stay responsive.
     await asyncio.sleep(0)
     log.log(level, "alert %s: %s", msg.params["level"], msg.text()[:200])
