@@ -8,6 +8,7 @@ import time
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.events import Resize
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input
@@ -29,9 +30,9 @@ _ALERT_SOURCES = ("fleet", "broker")
 _SCROLLBAR = 1  # matches scrollbar-size-vertical in rmqtui.tcss
 
 NAVIGATION_HELP = (
-    ("tab / shift+tab", "Move between the routes, workers and log panes"),
-    ("↑ ↓ pgup pgdn", "Move the cursor in a pane"),
-    ("enter", "Routes: show that route's workers · Workers: log of that worker only"),
+    ("tab / shift+tab", "Move between routes, workers and log"),
+    ("↑ ↓ pgup pgdn", "Move the cursor"),
+    ("enter", "Route: show its workers; worker: its log only"),
     ("ctrl+p", "Command palette (the same actions)"),
 )
 
@@ -47,26 +48,26 @@ class FleetApp(App[None]):
         Binding("plus", "add_worker", "Add", key_display="+", id="add_worker",
                 tooltip="Add a worker to the selected route"),
         Binding("minus", "remove_worker", "Remove", key_display="-", id="remove_worker",
-                tooltip="Drain the selected worker (or the highest slot of the selected route)"),
+                tooltip="Drain the selected worker (routes pane: top slot)"),
         Binding("d", "toggle_debug", "Debug", id="toggle_debug",
-                tooltip="Debug logging on/off for the selected worker"),
+                tooltip="Debug logging on/off, selected worker"),
         Binding("D", "toggle_fleet_debug", "Fleet debug", key_display="D", show=False, id="toggle_fleet_debug",
-                tooltip="Debug logging on/off for the whole fleet"),
+                tooltip="Debug logging on/off, whole fleet"),
         Binding("r", "restart_worker", "Restart", id="restart_worker",
                 tooltip="Drain and restart the selected worker"),
         Binding("x", "kill_worker", "Kill", id="kill_worker",
-                tooltip="Kill the selected worker with SIGKILL (asks first)"),
+                tooltip="SIGKILL the selected worker (asks y/n first)"),
         Binding("w", "save_config", "Write", show=False, id="save_config",
-                tooltip="Write the worker counts to routemq.toml (comments are not kept)"),
+                tooltip="Write counts to routemq.toml (drops comments)"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter",
-                tooltip="Filter the workers by id or state (enter keeps it, esc clears it)"),
+                tooltip="Filter workers by id/state; enter keeps, esc clears"),
         Binding("a", "toggle_all_routes", "All", show=False, id="toggle_all_routes",
-                tooltip="Workers of every route, or of the selected route only"),
+                tooltip="Workers of all routes / of the selected route"),
         Binding("l", "toggle_log_filter", "Log", show=False, id="toggle_log_filter",
-                tooltip="Log of the selected worker only, or of everything"),
+                tooltip="Log of the selected worker only / of everything"),
         Binding("question_mark", "help", "Help", key_display="?", id="help", tooltip="This list of keys"),
         Binding("q", "quit", "Quit", id="quit",
-                tooltip="Drain every worker and quit; press again to force"),
+                tooltip="Drain the fleet and quit; press again to force"),
         Binding("ctrl+c", "force_quit", "Force quit", show=False, priority=True, id="force_quit",
                 tooltip="Quit now, without waiting for the drain"),
     ]
@@ -181,11 +182,13 @@ class FleetApp(App[None]):
         title = f"workers · {scope}"
         if self.worker_filter:
             title += f" · filter “{self.worker_filter}”"
-        self.workers_table.border_title = title
         worker = self.selected_worker
-        self.workers_table.border_subtitle = f"{worker.id}: {worker.reason}" if worker and worker.reason else ""
+        if worker and worker.reason and "reason" not in self.workers_table.shown_keys:
+            # Too narrow for the reason column: the selected worker's reason goes in the title.
+            title += f" │ {worker.id}: {worker.reason}"
+        self.workers_table.border_title = Content(title)
         only = self.log_pane.only
-        self.log_pane.border_title = f"log · {only} only" if only else "log"
+        self.log_pane.border_title = Content(f"log · {only} only" if only else "log")
 
     @property
     def selected_worker(self) -> WorkerSnapshot | None:

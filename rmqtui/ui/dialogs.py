@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -44,10 +44,13 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         width = max(len(key) for key, _ in self.rows)
         lines = "\n".join(f"[b]{key:>{width}}[/b]  {text}" for key, text in self.rows)
-        with Vertical(id="help-box", classes="dialog-box"):
-            yield Static("Keys", id="help-title")
+        with VerticalScroll(id="help-box", classes="dialog-box"):
             yield Static(lines, id="help-keys", markup=True)
-            yield Static("esc / ? close", classes="dialog-keys")
+
+    def on_mount(self) -> None:
+        box = self.query_one("#help-box")
+        box.border_title = "keys"
+        box.border_subtitle = "esc / ? close"
 
     def action_close(self) -> None:
         self.dismiss(None)

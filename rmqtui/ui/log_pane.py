@@ -14,6 +14,7 @@ from rmqtui.engine.snapshot import LogRecord
 from .keyed_table import part_style
 
 MAX_LINES = 2000
+_LEVEL_LABEL = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 
 
 class LogPane(RichLog):
@@ -22,9 +23,11 @@ class LogPane(RichLog):
     COMPONENT_CLASSES = {"log--time", "log--debug", "log--info", "log--warning", "log--error", "log--source"}
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, auto_scroll=True)
+        super().__init__(id=id, max_lines=MAX_LINES, min_width=20, wrap=True, markup=False, highlight=False,
+                         auto_scroll=True)
         self._records: deque[LogRecord] = deque(maxlen=MAX_LINES)
         self._only: str | None = None
+        self._drawn_width = 0
 
     @property
     def only(self) -> str | None:
@@ -36,17 +39,30 @@ class LogPane(RichLog):
         if source == self._only:
             return
         self._only = source
+        self._redraw()
+
+    def on_resize(self) -> None:
+        # Lines are wrapped when written; re-wrap them for the new width.
+        if self.scrollable_content_region.width != self._drawn_width:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        self._drawn_width = self.scrollable_content_region.width
         self.clear()
         for record in self._records:
-            if self._wanted(record):
-                self.write(self._line(record))
+            self._write(record)
+
+    def _write(self, record: LogRecord) -> None:
+        # An explicit width: left to measure itself, RichLog wraps at the console width, not the pane's.
+        width = self.scrollable_content_region.width
+        if width and self._wanted(record):
+            self.write(self._line(record), width=width)
 
     def add(self, records: Iterable[LogRecord]) -> None:
         """Append records, oldest first."""
         for record in records:
             self._records.append(record)
-            if self._wanted(record):
-                self.write(self._line(record))
+            self._write(record)
 
     def _wanted(self, record: LogRecord) -> bool:
         return self._only is None or record.source == self._only
@@ -58,7 +74,7 @@ class LogPane(RichLog):
         return Text.assemble(
             (time.strftime("%H:%M:%S", time.localtime(record.time)), style("log--time")),
             " ",
-            (f"{level[:4]:<4}", style(level_class) if level_class in self.COMPONENT_CLASSES else ""),
+            (f"{_LEVEL_LABEL.get(level, level[:5]):<5}", style(level_class) if level_class in self.COMPONENT_CLASSES else ""),
             " ",
             (record.source, style("log--source")),
             " ",

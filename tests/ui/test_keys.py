@@ -333,7 +333,7 @@ async def test_crashloop_reason_is_shown_for_the_selected_worker() -> None:
         await pilot.pause()
         assert app.workers_table.cursor_key == "telemetry/1"
         assert cell(app.workers_table, "telemetry/1", "state") == "crashloop"
-        assert "5 crashes in 60s" in str(app.workers_table.border_subtitle)
+        assert "5 crashes in 60s" in str(app.workers_table.border_title)
 
 
 @pytest.mark.parametrize("width", [80, 100, 120, 160])
