@@ -667,7 +667,9 @@ class AuthBroker:
                        capture_output=True)
         conf = self.dir / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
-                        f"persistence false\nlog_dest file {self.log}\nlog_type all\nconnection_messages true\n")
+                        f"persistence false\nlog_dest file {self.log}\nlog_type all\nconnection_messages true\n"
+                        # as root Mosquitto would switch to the 'mosquitto' user, who cannot read our temp dir
+                        + ("user root\n" if os.geteuid() == 0 else ""))
         binary = next(p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "mosquitto")
                       if p == "mosquitto" or os.access(p, os.X_OK))
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL,
