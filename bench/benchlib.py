@@ -1,4 +1,5 @@
-"""rmqtui benchmark: worker throughput, fleet scaling, start-up, memory, supervisor overhead, drain.
+"""rmqtui benchmark (run it through bench/run.py): worker throughput, fleet scaling,
+start-up, memory, supervisor overhead, drain.
 
 Run from the repository root:
 
@@ -482,7 +483,7 @@ def child_startup(args) -> dict:
 
 def run_child(b: Bench, kind: str, extra: list[str], env: dict | None = None, timeout: float = 300) -> dict:
     out = b.tmp / f"{b.uid('child')}.json"
-    cmd = [PY, str(Path(__file__).resolve()), "--child", kind, "--port", str(b.port), "--out", str(out)] + extra
+    cmd = [PY, str(BENCH / "run.py"), "--child", kind, "--port", str(b.port), "--out", str(out)] + extra
     if b.quick:
         cmd.append("--quick")
     p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
