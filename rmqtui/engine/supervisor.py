@@ -192,7 +192,12 @@ class Fleet:
             self.host, self.port = b.host, b.port
         self._write_state_file()
         if start_method() == "forkserver":
+            from multiprocessing import forkserver
+
             self._ctx.set_forkserver_preload(["rmqtui.engine.worker"])
+            # start it now, from the caller's thread: a front end (Textual) may replace sys.stderr
+            # with an object without a file descriptor, and the fork server cannot start then
+            forkserver.ensure_running()
         atexit.register(self._atexit)
         self._sampler.start()
         self._thread = threading.Thread(target=self._run, name="rmqtui-engine", daemon=True)

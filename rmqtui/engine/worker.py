@@ -195,6 +195,13 @@ class Worker:
             if qos:
                 client.ack(msg.mid, qos)
             return
+        if msg.retain:
+            # a retained message replayed at subscribe time would reach every member of the group
+            # and be handled N times (Mosquitto 2.0 does this); live traffic never has the flag
+            log.debug("skipped retained message on %s (retained messages are not work items)", topic)
+            if qos:
+                client.ack(msg.mid, qos)
+            return
         self.received += 1
         if topic.startswith("$share/"):
             topic = strip_share(topic)

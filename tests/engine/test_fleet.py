@@ -217,3 +217,23 @@ def test_snapshot_carries_process_figures(project, start_fleet):
     assert w.uptime is not None and w.uptime >= 0
     snap = fleet.snapshot()
     assert snap.broker.state.value == "up" and snap.broker.embedded and snap.broker.port == fleet.port
+
+
+def test_retained_message_is_not_handled_once_per_member(project, start_fleet):
+    import paho.mqtt.client as mqtt
+
+    path = project.write([SHARED])
+    fleet = start_fleet(path)
+    wait_for(lambda: _subscribed(fleet, "work", 3))
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", fleet.port)
+    pub.loop_start()
+    pub.publish("jobs/r/1", '{"seq": 100000}', qos=1, retain=True).wait_for_publish(5)
+    pub.disconnect()
+    pub.loop_stop()
+    wait_for(lambda: fleet.snapshot().route("work").handled == 1, what="the live delivery")
+    fleet.scale("work", 4)  # a new member subscribes and is offered the retained copy
+    wait_for(lambda: _subscribed(fleet, "work", 4))
+    publish(fleet.port, lambda i: f"jobs/a/{i}", 50)
+    wait_for(lambda: fleet.snapshot().route("work").handled == 51)
+    assert project.records()[100000] == 1

@@ -62,7 +62,7 @@ async def test_d_shows_debug_records_of_the_selected_worker(fleet):
         await until(pilot, lambda: len(app.workers_table.row_keys) == 2)
         app.workers_table.focus()
         await pilot.pause()
-        selected = app.selected_worker()
+        selected = app.selected_worker
         assert selected is not None
         await pilot.press("d")
         await until(pilot, lambda: fleet.snapshot().workers[selected.slot].debug, what="debug on")
