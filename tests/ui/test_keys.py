@@ -367,3 +367,42 @@ async def test_resizing_rebuilds_columns_and_keeps_rows_and_cursor() -> None:
         assert len(app.workers_table.row_keys) == 4
         assert app.workers_table.cursor_key == "sensor-data/2"
         assert cell(app.workers_table, "sensor-data/2", "state") == "subscribed"
+
+
+class BrokenFleet(FixedFleet):
+    """A FixedFleet whose snapshot() starts failing on demand, and whose stop() raises."""
+
+    broken = False
+
+    def snapshot(self):
+        if self.broken:
+            raise RuntimeError("supervisor lock timed out")
+        return super().snapshot()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise OSError("broker would not stop")
+
+
+async def test_a_failing_snapshot_is_reported_once_and_the_ui_keeps_running() -> None:
+    fleet = BrokenFleet("normal")
+    app = FleetApp(fleet, refresh=0.02)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        fleet.broken = True
+        await pilot.pause(0.2)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 1 and "supervisor lock timed out" in errors[0].message
+        assert app.workers_table.row_keys == [f"sensor-data/{i}" for i in range(4)]
+        fleet.broken = False
+        await pilot.pause(0.1)
+        assert app.return_code is None
+
+
+async def test_a_failing_stop_exits_with_an_error_code() -> None:
+    app = FleetApp(BrokenFleet("normal"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if app.return_code is not None:
+                break
+    assert app.return_code == 1
