@@ -252,8 +252,9 @@ class FleetApp(App[None]):
 
     def _report(self, result: CommandResult, suffix: str = "") -> None:
         message = result.message + suffix
+        # Accepted commands show briefly: at 80x24 a toast covers part of the workers pane.
         self.notify(message, severity="information" if result.ok else "error",
-                    title="done" if result.ok else "refused")
+                    title="done" if result.ok else "refused", timeout=3 if result.ok else 6)
         self._ui_log("INFO" if result.ok else "WARNING", message if result.ok else f"refused: {message}")
 
     def _ui_log(self, level: str, message: str) -> None:
