@@ -82,14 +82,26 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def _run_tui(fleet) -> int:
-    from .ui.app import run_tui
+    import asyncio
 
-    def on_signal(signum, frame):  # SIGTERM/SIGHUP: leave the TUI; the caller's finally drains the fleet
-        raise SystemExit(128 + signum)
+    from .ui.app import FORCED_EXIT, FleetApp
+
+    app = FleetApp(fleet)
+
+    def on_signal(signum, frame):
+        # SIGTERM/SIGHUP: leave the TUI through its own loop; the caller's finally drains the fleet
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(app.exit, None, 128 + signum)
+        except RuntimeError:  # the app's loop is not running (yet, or any more)
+            raise SystemExit(128 + signum) from None
 
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
-    return run_tui(fleet)
+    app.run()
+    code = app.return_code if app.return_code is not None else 1
+    if code == FORCED_EXIT:
+        fleet.force()
+    return code
 
 
 def _apply_overrides(config, args):

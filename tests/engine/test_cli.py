@@ -151,3 +151,43 @@ def test_engine_and_headless_import_without_textual():
         "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_tui_on_a_terminal_stops_the_fleet_on_signal(tmp_path, sig):
+    import pty
+
+    assert run(["init"], tmp_path).returncode == 0
+    main, secondary = pty.openpty()
+    os.set_blocking(main, False)
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
+    proc = subprocess.Popen(RMQTUI + ["--port", str(free_port())], cwd=tmp_path, stdin=secondary,
+                            stdout=secondary, stderr=secondary, env=env, start_new_session=True)
+    os.close(secondary)
+    screen = bytearray()
+
+    def pump():
+        try:
+            while chunk := os.read(main, 65536):
+                screen.extend(chunk)
+        except (BlockingIOError, OSError):
+            pass
+        return proc
+
+    try:
+        me = psutil.Process(proc.pid)
+        wait_for(lambda: pump() and len(me.children(recursive=True)) >= 9 and b"workers" in screen, timeout=20,
+                 what="the TUI and its fleet")
+        procs = me.children(recursive=True)
+        proc.send_signal(sig)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            pump()
+            time.sleep(0.05)
+        assert proc.returncode == 128 + sig
+        wait_for(lambda: _all_gone(procs), timeout=5, what="every child to exit")
+        assert b"Traceback" not in screen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
