@@ -160,6 +160,7 @@ class Fleet:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
+        self._stop_lock = threading.Lock()
         self._idle = threading.Event()  # set when stopping and no process is left
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -206,9 +207,15 @@ class Fleet:
                                      f"group '{self.config.fleet.group}'")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Drain every worker (unsubscribe, finish the backlog, end the session), then stop the broker."""
-        if self._thread is None:
-            return
+        """Drain every worker (unsubscribe, finish the backlog, end the session), then stop the broker.
+
+        Safe to call from several threads and more than once: later calls wait for the first.
+        """
+        with self._stop_lock:
+            if self._thread is not None:
+                self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         with self._lock:
             first = not self._stopping
             self._stopping = True
@@ -590,12 +597,7 @@ class Fleet:
             slot.releasing = False
             return
         if slot.retiring:
-            del pool.slots[slot.index]
-            received, handled, failed, _, _ = slot.totals()
-            pool.base[0] += received
-            pool.base[1] += handled
-            pool.base[2] += failed
-            self._event("INFO", "fleet", f"{slot.id}: drained and removed (exit {code})")
+            self._remove_slot(pool, slot, f"drained and removed (exit {code})")
             return
         if self._stopping:
             slot.state, slot.reason = WorkerState.STOPPED, f"exit {code}"
@@ -753,17 +755,21 @@ class Fleet:
         slot.retiring = True
         if slot.process is None or slot.releasing:
             if slot.process is None:
-                del pool.slots[slot.index]
-                received, handled, failed, _, _ = slot.totals()
-                pool.base[0] += received
-                pool.base[1] += handled
-                pool.base[2] += failed
-                self._event("INFO", "fleet", f"{slot.id}: removed")
+                self._remove_slot(pool, slot, "removed")
             return
         slot.state, slot.reason = WorkerState.DRAINING, "removing: unsubscribed, finishing the backlog"
         slot.drain_since = time.monotonic()
         self._send(slot, Drain(timeout=self.config.fleet.drain_timeout))
         self._event("INFO", "fleet", f"{slot.id}: draining")
+
+    def _remove_slot(self, pool: _Pool, slot: _Slot, what: str) -> None:
+        """Forget a slot, keeping its counts in the route's totals."""
+        del pool.slots[slot.index]
+        received, handled, failed, _, _ = slot.totals()
+        pool.base[0] += received
+        pool.base[1] += handled
+        pool.base[2] += failed
+        self._event("INFO", "fleet", f"{slot.id}: {what}")
 
     def _spawn(self, slot: _Slot, *, release: bool = False) -> None:
         pool = self._pools[slot.route]
