@@ -390,6 +390,9 @@ def _release(worker: Worker) -> int:
     """Unsubscribe the slot's session so the broker stops queueing its share; keep the session."""
     worker.unsubscribed.clear()
     worker.client.on_connect = lambda c, *a: c.unsubscribe(worker.spec.subscribe_filter)
+    # messages the session delivers meanwhile stay unacknowledged: the broker keeps them for the
+    # slot's next real worker instead of them being handled by nobody or dead-lettered
+    worker.client.on_message = lambda *a: None
     worker.connect()
     released = worker.unsubscribed.wait(5.0)
     worker.client.disconnect()

@@ -95,9 +95,6 @@ def test_refused_credentials_fail_with_the_reason_and_no_tight_loop(chaos, figur
         broker.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: the release-only process of a crash-looping slot feeds the "
-                                       "session's queued messages to a handler that is None and dead-letters them "
-                                       "('TypeError: NoneType object is not callable') - worker.py _release")
 def test_release_of_a_crashlooping_slot_does_not_dead_letter_unhandled_messages(chaos):
     chaos.set_bad_slot("cl/0")
     fleet = chaos.start(chaos.write([route("cl", 1, "handlers.chaos:crashy")], fleet={"poison_crashes": 100}))
