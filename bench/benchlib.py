@@ -366,6 +366,9 @@ def fig_throughput(b: Bench) -> dict:
             case["ratio_rate"] = ratio(case["worker_rate"], case["bare_rate"])
             case["ratio_cpu"] = ratio(case["worker_cpu_per_100k"], case["bare_cpu_per_100k"])
             out["cases"][key] = case
+    import hotpath
+
+    out["hotpath_us"] = {f"qos{q}": hotpath.measure(50_000 if b.quick else 200_000, q) for q in (0, 1)}
     c = out["cases"]
     for qos in (0, 1):
         out[f"v5_over_v311_worker_qos{qos}"] = ratio(c[f"v5-qos{qos}"]["worker_rate"],
@@ -376,7 +379,7 @@ def fig_throughput(b: Bench) -> dict:
 
 def fig_scaling(b: Bench) -> dict:
     """2. 1..4 workers on one shared route, 0.2 ms CPU handler, vs as many bare subscribers in one $share group."""
-    n = 3_000 if b.quick else 20_000
+    n = 3_000 if b.quick else 12_000
     reps = 1 if b.quick else 3
     qos, protocol = 1, "v5"
     out: dict = {"messages": n, "repetitions": reps, "qos": qos, "protocol": protocol, "burn_ms": 0.2,
@@ -527,20 +530,21 @@ def _windows(b: Bench) -> tuple[int, float]:
     return (3, 2.0) if b.quick else (4, 5.0)
 
 
-def headless_run(b: Bench, workers: int) -> dict:
+def headless_run(b: Bench, workers: int, heartbeat: float = 0.5) -> dict:
     """``rmqtui --no-ui --interval 2`` with ``workers`` idle workers: its own CPU (children excluded) and RSS."""
     cache = b.__dict__.setdefault("_headless", {})
-    if workers in cache:
-        return cache[workers]
+    if (workers, heartbeat) in cache:
+        return cache[(workers, heartbeat)]
     nwin, win = _windows(b)
     cfg = b.project([{"name": "idle", "topic": "bench/idle", "handler": "bh.plain:handle", "shared": True,
-                      "workers": workers, "qos": 1}], protocol="v5", fleet={"drain_timeout": 20.0})
+                      "workers": workers, "qos": 1}], protocol="v5",
+                    fleet={"drain_timeout": 20.0, "heartbeat_interval": heartbeat})
     exe = str(Path(PY).parent / "rmqtui")
     logf = open(cfg.parent / "headless.out", "w")
     p = subprocess.Popen([exe, "--no-ui", "--interval", "2", "-c", str(cfg)], stdout=logf, stderr=subprocess.STDOUT,
                          start_new_session=True, cwd=cfg.parent)
     b.procs.append(p)
-    res: dict = {"workers": workers, "window_s": win}
+    res: dict = {"workers": workers, "window_s": win, "heartbeat_interval": heartbeat}
     try:
         proc = psutil.Process(p.pid)
         t0 = time.monotonic()
@@ -577,7 +581,7 @@ def headless_run(b: Bench, workers: int) -> dict:
             p.wait()
         res["stop_s"] = time.monotonic() - t0
         logf.close()
-    cache[workers] = res
+    cache[(workers, heartbeat)] = res
     return res
 
 
@@ -654,6 +658,12 @@ def fig_overhead(b: Bench) -> dict:
         out["headless"][str(n)] = h
         log(f"  headless {n}: cpu {h['cpu_percent']:.2f}% (windows {[round(x, 2) for x in h['cpu_windows']]}), "
             f"rss {h['rss'] / 1e6:.0f} MB, start {h['start_s']:.1f}s, stop {h['stop_s']:.1f}s")
+    # decomposition: the same 100 workers heartbeating 4x less often (engine cost per heartbeat)
+    log("overhead: rmqtui --no-ui with 100 idle workers, heartbeat_interval 2.0 instead of 0.5")
+    h = headless_run(b, 100, heartbeat=2.0)
+    out["headless_100_hb2"] = h
+    out["hb2_over_hb05"] = ratio(h["cpu_percent"], out["headless"]["100"]["cpu_percent"])
+    log(f"  headless 100, hb 2.0: cpu {h['cpu_percent']:.2f}% = {out['hb2_over_hb05']:.2f} x the 0.5 s heartbeat")
     for n in counts:
         log(f"overhead: in-process Fleet + TUI (app.run_test) with {n} idle workers")
         r = run_child(b, "fleetcpu", ["--workers", str(n)], timeout=300)
@@ -834,6 +844,10 @@ def table(results: dict) -> str:
         lines.append(f"   v5/v3.1.1 worker msg/s: QoS0 {fmt_num(tp['v5_over_v311_worker_qos0'], '.2f')}, "
                      f"QoS1 {fmt_num(tp['v5_over_v311_worker_qos1'], '.2f')};  bare: QoS0 "
                      f"{fmt_num(tp['v5_over_v311_bare_qos0'], '.2f')}, QoS1 {fmt_num(tp['v5_over_v311_bare_qos1'], '.2f')}")
+        hp = tp.get("hotpath_us")
+        if hp:
+            lines.append("   per-message path outside the broker (bench/hotpath.py), us/msg: " + ", ".join(
+                f"{k} worker {v['worker_us']:.2f} vs bare callback {v['bare_us']:.2f}" for k, v in hp.items()))
         lines.append("")
     sc = results.get("scaling")
     if sc and "workers" in sc:
@@ -882,6 +896,9 @@ def table(results: dict) -> str:
                          f"{fmt_num(t.get('tui_only_percent'), '.2f'):>10}{fmt_num(t.get('sample_ms_median'), '.1f'):>17}"
                          + (f"  {t.get('tui_error') or t.get('error')}"[:120] if ("tui_error" in t or "error" in t)
                             else ""))
+        if "headless_100_hb2" in ov:
+            lines.append(f"   100 workers with heartbeat_interval 2.0 instead of 0.5: headless "
+                         f"{ov['headless_100_hb2']['cpu_percent']:.2f}% ({ov['hb2_over_hb05']:.2f} x)")
         lines.append("")
     dr = results.get("drain")
     if dr and "reps" in dr:
