@@ -109,7 +109,8 @@ def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: i
                 while not outstanding.acquire(timeout=1.0):
                     if time.monotonic() > deadline:
                         break
-            client.publish(concrete_topic(next(cycle), i), payload_for(i), qos=qos)
+            # parameters vary per route, not in lockstep with the round robin over routes
+            client.publish(concrete_topic(next(cycle), i // len(patterns)), payload_for(i), qos=qos)
             sent += 1
             if progress and sent % 1000 == 0:
                 progress(sent)
