@@ -20,7 +20,7 @@ from pathlib import Path
 def _aggregate(rows) -> str:
     groups: dict[str, list] = {}
     for r in rows[1:]:
-        kind = r.fault.split()[0] if not r.fault.startswith("scale") else (
+        kind = "no fault (tail)" if r.fault.startswith("(none") else r.fault.split()[0] if not r.fault.startswith("scale") else (
             "scale up" if int(r.fault.split("->")[1]) > int(r.fault.split()[1].split("->")[0]) else "scale down")
         groups.setdefault(kind, []).append(r)
     head = f"{'fault kind':<16}{'count':>6}{'published':>10}{'lost':>6}{'dup':>6}{'recover mean':>14}" \
