@@ -271,7 +271,7 @@ class Fleet:
             if stop is not None:
                 try:
                     stop()
-                except (OSError, ChildProcessError):
+                except (OSError, ChildProcessError, TypeError):  # TypeError: helper never started
                     pass
 
     def _force_all(self, sig: int) -> None:

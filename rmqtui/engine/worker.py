@@ -102,6 +102,7 @@ class Worker:
         self.handler_seconds = 0.0
         self.busy_since: float | None = None
         self.connected = False
+        self.refused = ""
         self.subscribed = threading.Event()
         self.unsubscribed = threading.Event()
         self.marker_seen = threading.Event()
@@ -127,7 +128,9 @@ class Worker:
             client.tls_set(ca_certs=b.tls_ca, certfile=b.tls_cert, keyfile=b.tls_key)
             if b.tls_insecure:
                 client.tls_insecure_set(True)
-        client.reconnect_delay_set(min_delay=1, max_delay=5)
+        # reconnect fast: after a broker restart, Mosquitto drops what is published to a persistent
+        # session's subscriptions until that client is back
+        client.reconnect_delay_set(min_delay=0.1, max_delay=5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -151,10 +154,16 @@ class Worker:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             text = str(reason_code)
-            self.status("failed" if reason_code.value in (0x86, 0x87, 4, 5) else "disconnected",
-                        f"broker refused the connection: {text}")
-            log.error("broker refused the connection: %s", text)
+            if text != self.refused:  # once per reason, not once per retry
+                self.refused = text
+                client.reconnect_delay_set(min_delay=2, max_delay=10)  # a refusal is not over in 0.1 s
+                self.status("failed" if reason_code.value in (0x86, 0x87, 4, 5) else "disconnected",
+                            f"broker refused the connection: {text}")
+                log.error("broker refused the connection: %s (retrying every few seconds)", text)
             return
+        if self.refused:
+            self.refused = ""
+            client.reconnect_delay_set(min_delay=0.1, max_delay=5)
         self.connected = True
         if self.spec.release_only:
             client.unsubscribe(self.spec.subscribe_filter)
