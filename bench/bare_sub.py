@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("--status", required=True, help="probe status file")
     ap.add_argument("--burn-ms", type=float, default=0.0)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--receive-max", type=int, default=0, help="v5 Receive Maximum (0: not sent, broker uses 65535)")
     a = ap.parse_args()
 
     v5 = a.protocol == "v5"
@@ -63,6 +64,8 @@ def main() -> int:
     if v5:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
+        if a.receive_max:
+            props.ReceiveMaximum = a.receive_max
         ckw = {"clean_start": False, "properties": props}
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     client.connect(a.host, a.port, keepalive=60, **ckw)
