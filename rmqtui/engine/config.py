@@ -83,7 +83,7 @@ class FleetConfig:
     handlers: str = "app_routes"
     client_prefix: str = ""  # default: rmqtui-<hostname>
     log_level: str = "INFO"
-    heartbeat_interval: float = 0.5
+    heartbeat_interval: float = 1.0
     hang_timeout: float = 30.0  # a worker silent (or stuck in one message) this long is killed
     drain_timeout: float = 10.0
     handler_retries: int = 2
@@ -406,7 +406,7 @@ class _Loader:
         heartbeat = self.get(t, "heartbeat_interval", w, float, d.heartbeat_interval)
         if heartbeat <= 0:
             raise self.fail("fleet.heartbeat_interval", "heartbeat_interval must be positive",
-                            "use a few tenths of a second, e.g. heartbeat_interval = 0.5")
+                            "use about a second, e.g. heartbeat_interval = 1.0")
         hang = self.get(t, "hang_timeout", w, float, d.hang_timeout)
         if hang <= heartbeat:
             raise self.fail("fleet.hang_timeout", f"hang_timeout ({hang:g}s) must be longer than "

@@ -47,7 +47,7 @@ class WorkerSpec:
     root: str
     broker: BrokerSettings
     log_level: str = "INFO"
-    heartbeat_interval: float = 0.5
+    heartbeat_interval: float = 1.0
     handler_retries: int = 2
     dead_letter_topic: str = "rmqtui/dead/{route}"
     poison_mids: frozenset[int] = frozenset()
