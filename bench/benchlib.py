@@ -547,7 +547,7 @@ def _windows(b: Bench) -> tuple[int, float]:
     return (3, 2.0) if b.quick else (4, 5.0)
 
 
-def headless_run(b: Bench, workers: int, heartbeat: float = 0.5) -> dict:
+def headless_run(b: Bench, workers: int, heartbeat: float | None = None) -> dict:
     """``rmqtui --no-ui --interval 2`` with ``workers`` idle workers: its own CPU (children excluded) and RSS."""
     cache = b.__dict__.setdefault("_headless", {})
     if (workers, heartbeat) in cache:
@@ -555,7 +555,7 @@ def headless_run(b: Bench, workers: int, heartbeat: float = 0.5) -> dict:
     nwin, win = _windows(b)
     cfg = b.project([{"name": "idle", "topic": "bench/idle", "handler": "bh.plain:handle", "shared": True,
                       "workers": workers, "qos": 1}], protocol="v5",
-                    fleet={"drain_timeout": 20.0, "heartbeat_interval": heartbeat})
+                    fleet={"drain_timeout": 20.0, **({"heartbeat_interval": heartbeat} if heartbeat else {})})
     exe = str(Path(PY).parent / "rmqtui")
     logf = open(cfg.parent / "headless.out", "w")
     p = subprocess.Popen([exe, "--no-ui", "--interval", "2", "-c", str(cfg)], stdout=logf, stderr=subprocess.STDOUT,
