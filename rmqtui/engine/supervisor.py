@@ -198,7 +198,8 @@ class Fleet:
         if start_method() == "forkserver":
             from multiprocessing import forkserver
 
-            self._ctx.set_forkserver_preload(["rmqtui.engine.worker"])
+            # "__main__" too: otherwise every worker re-imports the parent's main script itself
+            self._ctx.set_forkserver_preload(["__main__", "rmqtui.engine.worker"])
             # start it now, from the caller's thread: a front end (Textual) may replace sys.stderr
             # with an object without a file descriptor, and the fork server cannot start then
             forkserver.ensure_running()

@@ -86,7 +86,7 @@ class FleetApp(App[None]):
             super().__init__()
             self.result = result
 
-    def __init__(self, fleet: FleetControl, *, refresh: float = 0.5, stop_timeout: float = 10.0) -> None:
+    def __init__(self, fleet: FleetControl, *, refresh: float = 1.0, stop_timeout: float = 10.0) -> None:
         super().__init__()
         self.fleet = fleet
         self.refresh_interval = refresh
@@ -397,7 +397,7 @@ class FleetApp(App[None]):
         self.exit(return_code=FORCED_EXIT)
 
 
-def run_tui(fleet: FleetControl, *, refresh: float = 0.5) -> int:
+def run_tui(fleet: FleetControl, *, refresh: float = 1.0) -> int:
     """Run the TUI on a started fleet until the operator quits; returns the exit code.
 
     ``q`` drains the fleet (``fleet.stop()``) before the app exits; a forced exit

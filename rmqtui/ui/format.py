@@ -55,15 +55,19 @@ def plain(n: int | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """Compact elapsed time: 45s, 12m05s, 3h02m, 4d07h."""
+    """Compact elapsed time: 45s, 12m, 3h02m, 4d07h.
+
+    Past the first minute the text changes once a minute, not every second: with a hundred
+    workers, a per-second uptime column made most of the table redraw on every refresh.
+    """
     if seconds is None:
         return "–"
     s = int(seconds)
     if s < 60:
         return f"{s}s"
-    m, s = divmod(s, 60)
+    m = s // 60
     if m < 60:
-        return f"{m}m{s:02d}s"
+        return f"{m}m"
     h, m = divmod(m, 60)
     if h < 24:
         return f"{h}h{m:02d}m"
