@@ -56,7 +56,10 @@ def snapshot_json(snap: FleetSnapshot) -> str:
 
 def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = False, out: TextIO = sys.stdout,
                  err: TextIO = sys.stderr, log_level: str = "INFO", stop_timeout: float = 15.0) -> int:
-    """Print status every ``interval`` seconds until SIGINT, SIGTERM or SIGHUP; then drain and return 0."""
+    """Print status every ``interval`` seconds until SIGINT, SIGTERM or SIGHUP; then drain and return 0.
+
+    SIGUSR1 re-reads the config and applies worker counts and the log level live.
+    """
     got: list[int] = []
     wake = threading.Event()
 
@@ -64,12 +67,25 @@ def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = 
         got.append(signum)
         wake.set()
 
+    reloads: list[int] = []
+
+    def on_reload(signum, frame):
+        reloads.append(signum)
+        wake.set()
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    reload = getattr(fleet, "reload_config", None)
+    if reload is not None:
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_reload)
     threshold = LOG_LEVELS.get(log_level, 20)
     seq = 0
     try:
         next_status = time.monotonic()
         while not got:
+            if reloads:
+                reloads.clear()
+                result = reload()
+                print(f"rmqtui: SIGUSR1: {result.message}", file=err, flush=True)
             for rec in fleet.logs_since(seq):
                 seq = rec.seq
                 if LOG_LEVELS.get(rec.level, 20) >= threshold or rec.source in ("fleet", "broker"):
@@ -79,6 +95,7 @@ def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = 
                 print(snapshot_json(snap) if as_json else format_status(snap), file=out, flush=True)
                 next_status = time.monotonic() + interval
             wake.wait(0.2)
+            wake.clear()
         name = signal.Signals(got[0]).name
         print(f"rmqtui: {name} received, draining the fleet (send it again to force)", file=err, flush=True)
         force = getattr(fleet, "force", None)

@@ -408,6 +408,46 @@ class Fleet:
         return CommandResult.accepted(f"wrote worker counts to {self.config.path.name} (previous file kept as "
                                       f"{Path(backup).name}; comments are not kept)")
 
+    def reload_config(self) -> CommandResult:
+        """Re-read the config file and apply what can change live: worker counts and the log level.
+
+        A file with an error changes nothing (the fleet keeps running as it was) and the error
+        is reported; changes that need a restart (routes added or removed, a topic, handler,
+        QoS, group or broker setting) are listed and left alone.
+        """
+        try:
+            new = config_mod.load(self.config.path)
+        except config_mod.ConfigError as exc:
+            self._event("ERROR", "fleet", f"reload refused; the fleet keeps running unchanged: {exc}")
+            return CommandResult.refused(f"{Path(exc.path).name} has an error, nothing changed: {exc.problem}")
+        applied: list[str] = []
+        restart: list[str] = []
+        with self._lock:
+            names = {r.name for r in new.routes}
+            restart += [f"route '{n}' was removed" for n in self._pools if n not in names]
+            for r in new.routes:
+                pool = self._pools.get(r.name)
+                if pool is None:
+                    restart.append(f"route '{r.name}' is new")
+                    continue
+                old = pool.route
+                if (r.topic, r.handler, r.shared, r.qos, r.group) != (old.topic, old.handler, old.shared, old.qos,
+                                                                       old.group):
+                    restart.append(f"route '{r.name}' changed beyond its worker count")
+                if r.workers != pool.desired and self._set_desired(pool, r.workers).ok:
+                    applied.append(f"{r.name}: {r.workers} workers")
+            if new.broker != self.config.broker or (new.fleet.group, new.fleet.handlers) != (
+                    self.config.fleet.group, self.config.fleet.handlers):
+                restart.append("broker or fleet settings changed")
+        if new.fleet.log_level != self.log_level:
+            self.set_log_level(new.fleet.log_level)
+            applied.append(f"log level {new.fleet.log_level}")
+        message = "reloaded: " + (", ".join(applied) if applied else "no live change")
+        if restart:
+            message += "; needs a restart to apply: " + "; ".join(restart)
+        self._event("WARNING" if restart else "INFO", "fleet", message)
+        return CommandResult.accepted(message)
+
     # ---------------------------------------------------------- snapshots
     def logs_since(self, seq: int) -> list[LogRecord]:
         with self._lock:

@@ -191,3 +191,17 @@ def test_tui_on_a_terminal_stops_the_fleet_on_signal(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
         os.close(main)
+
+
+def test_sigusr1_reloads_worker_counts_and_survives_a_broken_file(started, tmp_path):
+    cfg = tmp_path / "routemq.toml"
+    good = cfg.read_text()
+    cfg.write_text(good + "\n[[routes]]\nname = 'x'\n")  # missing topic and handler
+    started.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: any("reload refused" in x.get("log", {}).get("message", "") for x in started.lines),
+             timeout=10, what="the refusal")
+    assert started.proc.poll() is None
+    cfg.write_text(good.replace("workers = 3 ", "workers = 4 "))
+    started.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (s := started.status()) and next(r for r in s["routes"] if r["name"] == "sensor-data")["running"]
+             == 4, timeout=15, what="4 sensor-data workers")

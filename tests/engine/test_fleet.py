@@ -237,3 +237,19 @@ def test_retained_message_is_not_handled_once_per_member(project, start_fleet):
     publish(fleet.port, lambda i: f"jobs/a/{i}", 50)
     wait_for(lambda: fleet.snapshot().route("work").handled == 51)
     assert project.records()[100000] == 1
+
+
+def test_reload_with_an_error_changes_nothing_and_a_good_one_applies_counts(project, start_fleet):
+    path = project.write([SHARED])
+    fleet = start_fleet(path)
+    ws = wait_for(lambda: _subscribed(fleet, "work", 3))
+    good = path.read_text()
+    path.write_text(good.replace("qos = 1", "qos = 3"))
+    result = fleet.reload_config()
+    assert not result.ok and "nothing changed" in result.message
+    assert any(r.level == "ERROR" and "qos" in r.message for r in fleet.logs_since(0))
+    assert {w.pid for w in fleet.snapshot().workers} == {w.pid for w in ws}, "a bad reload touched the fleet"
+    path.write_text(good.replace("workers = 3", "workers = 4"))
+    result = fleet.reload_config()
+    assert result.ok and "work: 4 workers" in result.message
+    wait_for(lambda: _subscribed(fleet, "work", 4), what="the fourth worker")
