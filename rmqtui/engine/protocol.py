@@ -10,6 +10,7 @@ per message (except debug records when an operator asked for them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: Exit status of a worker that cannot serve (handler import failed, bad
 #: settings): the supervisor marks the slot ``failed`` and does not restart it.
@@ -60,9 +61,12 @@ class WorkerSpec:
         return f"rmqtui/drain/{self.client_id}"
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    """Counters since the process started, and what it is doing now."""
+class Heartbeat(NamedTuple):
+    """Counters since the process started, and what it is doing now.
+
+    The messages workers send many times a second are named tuples: they unpickle several
+    times faster than frozen slotted dataclasses, which matters with a hundred workers.
+    """
 
     time: float
     received: int
@@ -70,12 +74,11 @@ class Heartbeat:
     failed: int
     dead_lettered: int
     handler_seconds: float
-    busy_since: float | None  # monotonic-free wall time when the current handler call began
+    busy_since: float | None  # wall time when the current handler call began
     connected: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
+class Status(NamedTuple):
     """A state change of the worker, sent the moment it happens."""
 
     state: str  # a WorkerState value
@@ -83,8 +86,7 @@ class Status:
     time: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(NamedTuple):
     """One log record from the worker."""
 
     time: float

@@ -137,7 +137,7 @@ class Fleet:
     returns; an engine thread keeps the fleet reconciled until ``stop()``.
     """
 
-    def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.1) -> None:
+    def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.25) -> None:
         self.config = config
         self.tick = tick
         self.prefix = config_mod.client_prefix(config)
