@@ -224,8 +224,6 @@ class Bench:
         from rmqtui.engine.config import load
         from rmqtui.engine.supervisor import Fleet
 
-        if getattr(self.args, "proto", False):
-            from proto_engine import ProtoFleet as Fleet  # noqa: N813 - the prototype of the proposed fix
         fleet = Fleet(load(config), **kwargs)
         fleet.start()
         self.fleets.append(fleet)
@@ -683,16 +681,11 @@ def fig_overhead(b: Bench) -> dict:
     out["headless_100_hb2"] = h
     out["hb2_over_hb05"] = ratio(h["cpu_percent"], out["headless"]["100"]["cpu_percent"])
     log(f"  headless 100, hb 2.0: cpu {h['cpu_percent']:.2f}% = {out['hb2_over_hb05']:.2f} x the 0.5 s heartbeat")
-    # the proposed engine fix (bench/proto_engine.py) vs the engine as it is, engine only, 100 workers
-    for proto in (False, True):
-        name = "proto" if proto else "current"
-        log(f"overhead: in-process Fleet, engine only, 100 idle workers, {name} engine")
-        r = run_child(b, "fleetcpu", ["--workers", "100", "--no-tui"] + (["--proto"] if proto else []), timeout=300)
-        out[f"engine_100_{name}"] = r
-        log(f"  {name}: engine cpu {r.get('engine_cpu_percent')}%, sampler pass {r.get('sample_ms_median')} ms"
-            + (f" {r['error']}" if "error" in r else ""))
-    out["proto_over_current"] = ratio(out["engine_100_proto"].get("engine_cpu_percent"),
-                                      out["engine_100_current"].get("engine_cpu_percent"))
+    log("overhead: in-process Fleet, engine only, 100 idle workers")
+    r = run_child(b, "fleetcpu", ["--workers", "100", "--no-tui"], timeout=300)
+    out["engine_100_current"] = r
+    log(f"  engine cpu {r.get('engine_cpu_percent')}%, sampler pass {r.get('sample_ms_median')} ms"
+        + (f" {r['error']}" if "error" in r else ""))
     for n in counts:
         log(f"overhead: in-process Fleet + TUI (app.run_test) with {n} idle workers")
         r = run_child(b, "fleetcpu", ["--workers", str(n)], timeout=300)
@@ -929,11 +922,9 @@ def table(results: dict) -> str:
         if "headless_100_hb2" in ov:
             lines.append(f"   100 workers with heartbeat_interval 2.0 instead of the default: headless "
                          f"{ov['headless_100_hb2']['cpu_percent']:.2f}% ({ov['hb2_over_hb05']:.2f} x)")
-        if "engine_100_proto" in ov:
-            lines.append(f"   100 workers, engine only in-process: current {fmt_num(ov['engine_100_current'].get('engine_cpu_percent'), '.2f')}%"
-                         f", with the proposed _step fix (bench/proto_engine.py) "
-                         f"{fmt_num(ov['engine_100_proto'].get('engine_cpu_percent'), '.2f')}%"
-                         f" ({fmt_num(ov.get('proto_over_current'), '.2f')} x)")
+        if "engine_100_current" in ov:
+            lines.append(f"   100 workers, engine only in-process: "
+                         f"{fmt_num(ov['engine_100_current'].get('engine_cpu_percent'), '.2f')}%")
         lines.append("")
     dr = results.get("drain")
     if dr and "reps" in dr:
@@ -961,7 +952,6 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=10, help=argparse.SUPPRESS)
-    ap.add_argument("--proto", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-tui", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
