@@ -311,6 +311,13 @@ class FixedFleet:
             self._add_log("INFO", "fleet", f"wrote routemq.toml ({counts})")
             return CommandResult.accepted(f"wrote routemq.toml ({counts})")
 
+    def reload_config(self) -> CommandResult:
+        """Pretend to re-read the config: nothing changed on disk, so nothing changes live."""
+        with self._lock:
+            self.calls.append(("reload_config",))
+            self._add_log("INFO", "fleet", "reloaded: no live change")
+            return CommandResult.accepted("reloaded: no live change")
+
     def stop(self, timeout: float = 10.0) -> None:
         """Mark every live worker draining, wait for ``stop_gate`` if any, then stop them all."""
         with self._lock:

@@ -71,6 +71,13 @@ class FleetControl(Protocol):
         """Write the current desired counts back to the config file (blocking file I/O)."""
         ...
 
+    def reload_config(self) -> CommandResult:
+        """Re-read the config file and apply worker counts and the log level live (blocking file I/O).
+
+        A file with an error changes nothing and is refused with the error.
+        """
+        ...
+
     def stop(self, timeout: float = 10.0) -> None:
         """Drain every worker, stop the embedded broker and return (blocking)."""
         ...

@@ -59,6 +59,8 @@ class FleetApp(App[None]):
                 tooltip="SIGKILL the selected worker (asks y/n first)"),
         Binding("w", "save_config", "Write", show=False, id="save_config",
                 tooltip="Write counts to routemq.toml (drops comments)"),
+        Binding("R", "reload_config", "Reload", key_display="R", show=False, id="reload_config",
+                tooltip="Reload routemq.toml: counts, log level live"),
         Binding("slash", "filter", "Filter", key_display="/", id="filter",
                 tooltip="Filter workers by id/state; enter keeps, esc clears"),
         Binding("a", "toggle_all_routes", "All", show=False, id="toggle_all_routes",
@@ -81,6 +83,13 @@ class FleetApp(App[None]):
 
     class ConfigSaved(Message):
         """``fleet.save_config()`` answered."""
+
+        def __init__(self, result: CommandResult) -> None:
+            super().__init__()
+            self.result = result
+
+    class ConfigReloaded(Message):
+        """``fleet.reload_config()`` answered."""
 
         def __init__(self, result: CommandResult) -> None:
             super().__init__()
@@ -313,6 +322,22 @@ class FleetApp(App[None]):
         except Exception as exc:  # reported in the UI
             result = CommandResult.refused(f"writing the config failed: {type(exc).__name__}: {exc}")
         self.post_message(self.ConfigSaved(result))
+
+    def action_reload_config(self) -> None:
+        self.reload_config()
+
+    @work(thread=True, group="reload_config", exclusive=True, exit_on_error=False)
+    def reload_config(self) -> None:
+        """Re-read routemq.toml off the UI loop (file I/O)."""
+        try:
+            result = self.fleet.reload_config()
+        except Exception as exc:  # reported in the UI
+            result = CommandResult.refused(f"reloading the config failed: {type(exc).__name__}: {exc}")
+        self.post_message(self.ConfigReloaded(result))
+
+    def on_fleet_app_config_reloaded(self, message: ConfigReloaded) -> None:
+        self._report(message.result)
+        self.refresh_fleet()
 
     def on_fleet_app_config_saved(self, message: ConfigSaved) -> None:
         self._report(message.result, " · comments in routemq.toml are not kept" if message.result.ok else "")

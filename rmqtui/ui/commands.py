@@ -14,6 +14,7 @@ PALETTE_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Restart worker", "restart_worker", "Drain and restart the selected worker"),
     ("Kill worker", "kill_worker", "SIGKILL the selected worker (asks first)"),
     ("Write config", "save_config", "Write the worker counts to routemq.toml"),
+    ("Reload config", "reload_config", "Re-read routemq.toml: worker counts and log level apply live"),
     ("Filter workers", "filter", "Filter the workers by id or state"),
     ("Toggle all routes", "toggle_all_routes", "Workers of every route, or of the selected one"),
     ("Toggle log: selected worker only", "toggle_log_filter", "Log of the selected worker, or of everything"),

@@ -151,6 +151,17 @@ async def test_w_writes_the_config_in_a_thread_and_warns_about_comments() -> Non
         assert "comments in routemq.toml are not kept" in log_text(app)
 
 
+async def test_shift_r_reloads_the_config_in_a_thread() -> None:
+    fleet = FixedFleet("normal")
+    app = FleetApp(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert fleet.calls[-1] == ("reload_config",)
+        assert "reloaded: no live change" in log_text(app)
+
+
 async def test_slash_filters_workers_by_state_and_escape_clears() -> None:
     fleet = FixedFleet("normal")
     app = FleetApp(fleet)
