@@ -129,9 +129,10 @@ class FleetApp(App[None]):
         self.routes_table.border_title = "routes"
         self.log_pane.border_title = "log"
         self._fit(self.size.width)
+        self._period = self.refresh_interval
+        self._timer = self.set_interval(self._period, self.refresh_fleet, name="refresh_fleet")
         self.refresh_fleet()
         self.workers_table.focus()
-        self.set_interval(self.refresh_interval, self.refresh_fleet, name="refresh_fleet")
 
     def on_resize(self, event: Resize) -> None:
         if self._fit(event.size.width):
@@ -159,6 +160,7 @@ class FleetApp(App[None]):
             return
         self._engine_error = None
         self.fleet_snapshot = snap
+        self._adapt_period(len(snap.workers))
         if self.selected_route is None or snap.route(self.selected_route) is None:
             self.selected_route = snap.routes[0].name if snap.routes else None
         with self.batch_update():
@@ -169,6 +171,15 @@ class FleetApp(App[None]):
                 for record in records:
                     if record.level == "ERROR" and record.source in _ALERT_SOURCES:
                         self.notify(record.message, title=record.source, severity="error", timeout=10)
+
+    def _adapt_period(self, workers: int) -> None:
+        # Redrawing the tables is most of the TUI's cost; a large fleet's process figures are
+        # sampled every workers/50 s anyway, so refresh no faster than that (100 workers: 2 s).
+        period = max(self.refresh_interval, workers / 50.0)
+        if abs(period - self._period) >= 0.25:
+            self._period = period
+            self._timer.stop()
+            self._timer = self.set_interval(period, self.refresh_fleet, name="refresh_fleet")
 
     def _render(self) -> None:
         snap = self.fleet_snapshot

@@ -417,3 +417,15 @@ async def test_a_failing_stop_exits_with_an_error_code() -> None:
             if app.return_code is not None:
                 break
     assert app.return_code == 1
+
+
+async def test_refresh_slows_down_for_a_large_fleet_and_back() -> None:
+    fleet = FixedFleet("normal")
+    app = FleetApp(fleet, refresh=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app._period == 1.0
+        app._adapt_period(100)
+        assert app._period == 2.0
+        app._adapt_period(len(fleet.snapshot().workers))
+        assert app._period == 1.0
+        await pilot.pause()
