@@ -24,23 +24,32 @@ def _mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:.0f}M"
 
 
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def format_status(snap: FleetSnapshot) -> str:
-    """A compact, human-readable status block: one fleet line, one line per route, one per unhealthy worker."""
+    """A compact status block that fits 80 columns: a fleet line, a table of routes with a
+    total, then one line per worker that is not simply running."""
     b = snap.broker
     kind = "embedded" if b.embedded else "external"
-    head = (f"{time.strftime('%H:%M:%S', time.localtime(snap.time))} broker {b.address} {b.state.value} ({kind})"
-            f"  group {snap.group}  workers {snap.running}/{snap.desired}  handled {snap.handled}"
-            f"  {snap.rate:.1f} msg/s")
-    lines = [head]
-    width = max((len(r.name) for r in snap.routes), default=5)
+    lines = [f"{time.strftime('%H:%M:%S', time.localtime(snap.time))} broker {b.address} {b.state.value} ({kind})"
+             f"  group {snap.group}  up {_duration(snap.uptime)}"]
+    width = max([len(r.name) for r in snap.routes] + [5])
+    lines.append(f"  {'route':<{width}}  {'workers':>7}  {'msg/s':>8}  {'handled':>9}  {'failed':>6}  {'rss':>5}")
+    total_rss = 0
     for r in snap.routes:
-        ws = snap.workers_of(r.name)
-        rss = sum(w.rss or 0 for w in ws if w.pid)
-        lines.append(f"  {r.name:<{width}}  {r.running}/{r.desired} workers  {r.rate:8.1f} msg/s  "
-                     f"handled {r.handled:>8}  failed {r.failed:>5}  rss {_mb(rss)}")
+        rss = sum(w.rss or 0 for w in snap.workers_of(r.name) if w.pid)
+        total_rss += rss
+        lines.append(f"  {r.name:<{width}}  {f'{r.running}/{r.desired}':>7}  {r.rate:8.1f}  {r.handled:>9}  "
+                     f"{r.failed:>6}  {_mb(rss):>5}")
+    failed = sum(r.failed for r in snap.routes)
+    lines.append(f"  {'total':<{width}}  {f'{snap.running}/{snap.desired}':>7}  {snap.rate:8.1f}  {snap.handled:>9}  "
+                 f"{failed:>6}  {_mb(total_rss):>5}")
     for w in snap.workers:
         if w.state not in (WorkerState.SUBSCRIBED, WorkerState.STARTING):
-            lines.append(f"    {w.id}: {w.state.value}" + (f" ({w.reason})" if w.reason else ""))
+            lines.append(f"    {w.id}: {w.state.value}" + (f" ({w.reason[:60]})" if w.reason else ""))
     return "\n".join(lines)
 
 
