@@ -153,6 +153,7 @@ class Fleet:
         self._ctx = multiprocessing.get_context(start_method())
         self._runtime: Path | None = None
         self._broker: EmbeddedBroker | None = None
+        self._file_config = config
         self._broker_state = BrokerState.STARTING if config.broker.embedded else BrokerState.STARTING
         self._broker_reason = ""
         self._broker_retry_at = 0.0
@@ -176,6 +177,12 @@ class Fleet:
     # ------------------------------------------------------------------ life
     def start(self) -> None:
         """Start the broker (embedded mode) and the engine thread; raises BrokerError on failure."""
+        # what the file said at start, before command-line overrides: reloads compare against it,
+        # so a --port override or a live log-level toggle is not mistaken for an edit of the file
+        try:
+            self._file_config = config_mod.load(self.config.path)
+        except (config_mod.ConfigError, OSError):
+            self._file_config = self.config
         self._runtime = Path(tempfile.mkdtemp(prefix="rmqtui-"))
         (self._runtime / "workers").mkdir()
         b = self.config.broker
@@ -436,10 +443,12 @@ class Fleet:
                     restart.append(f"route '{r.name}' changed beyond its worker count")
                 if r.workers != pool.desired and self._set_desired(pool, r.workers).ok:
                     applied.append(f"{r.name}: {r.workers} workers")
-            if new.broker != self.config.broker or (new.fleet.group, new.fleet.handlers) != (
-                    self.config.fleet.group, self.config.fleet.handlers):
+            before = self._file_config
+            if new.broker != before.broker or (new.fleet.group, new.fleet.handlers) != (
+                    before.fleet.group, before.fleet.handlers):
                 restart.append("broker or fleet settings changed")
-        if new.fleet.log_level != self.log_level:
+            self._file_config = new
+        if new.fleet.log_level != before.fleet.log_level:
             self.set_log_level(new.fleet.log_level)
             applied.append(f"log level {new.fleet.log_level}")
         message = "reloaded: " + (", ".join(applied) if applied else "no live change")

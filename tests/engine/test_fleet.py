@@ -253,3 +253,24 @@ def test_reload_with_an_error_changes_nothing_and_a_good_one_applies_counts(proj
     result = fleet.reload_config()
     assert result.ok and "work: 4 workers" in result.message
     wait_for(lambda: _subscribed(fleet, "work", 4), what="the fourth worker")
+
+
+def test_reload_of_an_unchanged_file_ignores_command_line_overrides(project, start_fleet):
+    from dataclasses import replace
+
+    from rmqtui.engine.broker import free_port
+    from rmqtui.engine.config import load
+    from rmqtui.engine.supervisor import Fleet
+
+    config = load(project.write([dict(SHARED, workers=1)]))
+    config = replace(config, broker=replace(config.broker, port=free_port()))  # like `rmqtui --port N`
+    fleet = Fleet(config)
+    fleet.start()
+    try:
+        wait_for(lambda: _subscribed(fleet, "work", 1))
+        fleet.set_log_level("DEBUG")  # a live toggle is not an edit of the file
+        result = fleet.reload_config()
+        assert result.ok and result.message == "reloaded: no live change", result.message
+        assert fleet.snapshot().log_level == "DEBUG"
+    finally:
+        fleet.stop()
