@@ -239,6 +239,43 @@ def test_save_worker_counts_round_trip(tmp_path: Path) -> None:
     assert [r.workers for r in reloaded.routes] == [5, 1, 1]
 
 
+def _comments(text: str) -> list[str]:
+    return [line.partition("#")[2].strip() for line in text.splitlines() if "#" in line]
+
+
+def test_w_twice_keeps_every_comment_mode_and_backup_mode(tmp_path: Path) -> None:
+    from rmqtui.engine.starter import init_project
+
+    init_project(tmp_path)
+    path = tmp_path / "routemq.toml"
+    original = path.read_text()
+    os.chmod(path, 0o600)
+    assert len(_comments(original)) > 40, "the init file is the commented one"
+
+    save_worker_counts(load(path, env={}), {"sensor-data": 5, "telemetry": 1})
+    save_worker_counts(load(path, env={}), {"sensor-data": 4, "telemetry": 1})
+
+    text, backup = path.read_text(), (tmp_path / "routemq.toml.bak").read_text()
+    assert _comments(text) == _comments(original), "a comment was lost"
+    assert _comments(backup) == _comments(original), "the .bak lost comments"
+    changed = [(a, b) for a, b in zip(original.splitlines(), text.splitlines()) if a != b]
+    assert [b.split("#")[0].split() for _, b in changed] == [["workers", "=", "4"], ["workers", "=", "1"]], changed
+    assert len(text.splitlines()) == len(original.splitlines())
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert ((tmp_path / "routemq.toml.bak").stat().st_mode & 0o777) == 0o600, "the .bak must keep the mode"
+    assert [r.workers for r in load(path, env={}).routes] == [4, 1, 1]
+
+
+def test_save_keeps_a_bom_and_a_symlink(tmp_path: Path) -> None:
+    real = write_project(tmp_path, ROUTE)
+    real.write_bytes(b"\xef\xbb\xbf" + real.read_bytes())
+    link = tmp_path / "link.toml"
+    link.symlink_to(real)
+    save_worker_counts(load(link, env={}), {"r1": 3})
+    assert link.is_symlink() and real.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert load(link, env={}).routes[0].workers == 3
+
+
 def test_save_keeps_edits_made_after_loading(tmp_path: Path) -> None:
     path = write_project(tmp_path, ROUTE)
     config = load(path, env={})
