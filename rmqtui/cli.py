@@ -1,31 +1,88 @@
-"""The ``rmqtui`` command: run the fleet (TUI or ``--no-ui``), ``init``, ``check`` and ``load``."""
+"""The ``rmqtui`` command: run the fleet (TUI or ``--no-ui``), ``init``, ``check`` and ``load``.
+
+Every option is checked the way the config is (ranges, finite numbers, known
+names), every command returns a status from :mod:`rmqtui.exitcodes`, and no
+command ends in a Python traceback, a closed output pipe included.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
 from pathlib import Path
 
+from . import exitcodes
 from .engine.broker import BrokerError
 
 DEFAULT_CONFIG = "routemq.toml"
-EXIT_USAGE = 2
-EXIT_START = 1
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"rmqtui: {message}", file=sys.stderr)
+def _fail(message: str, code: int = exitcodes.BAD_INPUT) -> int:
+    try:
+        print(f"rmqtui: {message}", file=sys.stderr, flush=True)
+    except OSError:  # stderr closed too: the status still tells
+        pass
     return code
+
+
+# -- option types: argparse turns their ArgumentTypeError into a usage error (exit 2) -------------
+
+def port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1 to 65535")
+    return value
+
+
+def _bounded(what: str, lo: float, hi: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what}") from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} {what} is out of range: use {lo:g} to {hi:g}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+interval = _bounded("seconds", 0.05, 86400.0)
+rate = _bounded("messages per second", 0.001, 1_000_000.0)
+
+
+def count(text: str) -> int:
+    """A message count, 1 to 10,000,000."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of messages") from None
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"{value} messages is out of range: use 1 to 10,000,000")
+    return value
+
+
+def host(text: str) -> str:
+    """A broker host name or address."""
+    if not text.strip() or len(text) > 253:
+        raise argparse.ArgumentTypeError("give a host name or address, e.g. 127.0.0.1")
+    return text.strip()
 
 
 def _load_config(path: str):
     from .engine.config import ConfigError, load
 
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         if path == DEFAULT_CONFIG:
             raise ConfigError(p.resolve(), "no routemq.toml in this directory",
                               "run `rmqtui init` to write a starter routemq.toml and app_routes/ here, "
@@ -34,74 +91,126 @@ def _load_config(path: str):
     return load(p)
 
 
+def _config_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                    help="path to routemq.toml (default: ./routemq.toml)")
+
+
+# -- rmqtui [--no-ui] -----------------------------------------------------------------------------
+
 def _run_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .engine.config import LOG_LEVELS
+
     ap = argparse.ArgumentParser(
         prog="rmqtui",
         description="Supervise a local fleet of MQTT shared-subscription workers. "
-                    "Subcommands: init, check, load (see `rmqtui SUBCOMMAND --help`).")
-    ap.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="path to routemq.toml (default: ./routemq.toml)")
+                    "Subcommands: init, check, load (see `rmqtui SUBCOMMAND --help`). "
+                    "Exit status: 0 clean stop, 1 runtime failure, 2 bad input, 130 forced stop.")
+    _config_arg(ap)
     ap.add_argument("--no-ui", action="store_true", help="run headless: status lines instead of the TUI")
     ap.add_argument("--json", action="store_true", help="with --no-ui: one JSON object per line")
-    ap.add_argument("--interval", type=float, default=2.0, help="with --no-ui: seconds between status lines")
-    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+    ap.add_argument("--interval", type=interval, help="with --no-ui: seconds between status lines (default 2)")
+    ap.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
                     help="the workers' log level (overrides the config)")
-    ap.add_argument("--port", type=int, help="broker port (overrides the config)")
-    from . import __version__
-
+    ap.add_argument("--port", type=port, help="broker port, 1 to 65535 (overrides the config)")
     ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
     return ap
 
 
 def cmd_run(argv: list[str]) -> int:
-    args = _run_parser().parse_args(argv)
-    if args.interval <= 0:
-        return _fail("--interval must be a positive number of seconds")
+    ap = _run_parser()
+    args = ap.parse_args(argv)
+    if not args.no_ui and (args.json or args.interval is not None):
+        ap.error(f"{'--json' if args.json else '--interval'} only applies with --no-ui")
     from .engine.config import ConfigError
 
     try:
-        config = _load_config(args.config)
+        config = _apply_overrides(_load_config(args.config), args)
     except ConfigError as exc:
         return _fail(str(exc))
-    config = _apply_overrides(config, args)
     from .engine.supervisor import Fleet
 
     fleet = Fleet(config)
+    stop_timeout = config.fleet.drain_timeout + 2
     try:
         fleet.start()
     except BrokerError as exc:
-        return _fail(str(exc), EXIT_START)
+        fleet.stop(timeout=stop_timeout)
+        return _fail(str(exc), exitcodes.FAILURE)
+    except BaseException:
+        fleet.stop(timeout=stop_timeout)
+        raise
+    code = exitcodes.FAILURE
     try:
         if args.no_ui:
             from .headless import run_headless
 
-            return run_headless(fleet, interval=args.interval, as_json=args.json,
-                                log_level=args.log_level or config.fleet.log_level)
-        return _run_tui(fleet)
+            code = run_headless(fleet, interval=args.interval or 2.0, as_json=args.json,
+                                log_level=args.log_level or config.fleet.log_level, stop_timeout=stop_timeout)
+        else:
+            code = _run_tui(fleet, stop_timeout)
+        return code
     finally:
-        fleet.stop(timeout=config.fleet.drain_timeout + 2)
+        fleet.stop(timeout=stop_timeout)  # a no-op after a clean stop; drains after an error
 
 
-def _run_tui(fleet) -> int:
+class _SignalStop(Exception):
+    """The TUI left its loop because of a signal; the caller drains the fleet."""
+
+
+def _run_tui(fleet, stop_timeout: float) -> int:
+    """The TUI's own result (``q``: 0 drained, 1 stop failed, forced) or, after a signal, the drain's."""
     import asyncio
 
     from .ui.app import FORCED_EXIT, FleetApp
 
     app = FleetApp(fleet)
+    signalled: list[int] = []
 
     def on_signal(signum, frame):
-        # SIGTERM/SIGHUP: leave the TUI through its own loop; the caller's finally drains the fleet
+        # Leave the TUI through its own loop; the drain runs below, outside the app.
+        signalled.append(signum)
         try:
-            asyncio.get_running_loop().call_soon_threadsafe(app.exit, None, 128 + signum)
+            asyncio.get_running_loop().call_soon_threadsafe(app.exit, None, exitcodes.OK)
         except RuntimeError:  # the app's loop is not running (yet, or any more)
-            raise SystemExit(128 + signum) from None
+            raise _SignalStop from None
 
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    app.run()
-    code = app.return_code if app.return_code is not None else 1
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        app.run()
+    except _SignalStop:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if signalled:
+        return drain(fleet, stop_timeout, f"{signal.Signals(signalled[0]).name} received")
+    code = app.return_code if app.return_code is not None else exitcodes.FAILURE
     if code == FORCED_EXIT:
         fleet.force()
+        return exitcodes.FORCED
     return code
+
+
+def drain(fleet, timeout: float, why: str) -> int:
+    """Stop ``fleet`` cleanly; a signal meanwhile forces it.  Returns the exit status."""
+    forced: list[int] = []
+
+    def on_signal(signum, frame):
+        forced.append(signum)
+        fleet.force()
+
+    _fail(f"{why}, draining the fleet (send it again to force)", exitcodes.OK)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        fleet.stop(timeout=timeout)
+    except Exception as exc:  # reported as a status, not a traceback
+        return _fail(f"stopping the fleet failed: {exc}", exitcodes.FAILURE)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return exitcodes.FORCED if forced else exitcodes.OK
 
 
 def _apply_overrides(config, args):
@@ -109,10 +218,12 @@ def _apply_overrides(config, args):
 
     if args.log_level:
         config = replace(config, fleet=replace(config.fleet, log_level=args.log_level))
-    if args.port:
+    if args.port is not None:
         config = replace(config, broker=replace(config.broker, port=args.port))
     return config
 
+
+# -- init, check --------------------------------------------------------------------------------
 
 def cmd_init(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui init",
@@ -122,17 +233,23 @@ def cmd_init(argv: list[str]) -> int:
     from .engine.starter import init_project
 
     target = Path(args.directory)
-    written = init_project(target, on_skip=lambda p: print(f"kept existing {p}"))
+    if target.exists() and not target.is_dir():
+        return _fail(f"{target} is not a directory; give the directory to write the project into")
+    try:
+        written = init_project(target, on_skip=lambda p: print(f"kept existing {p}"))
+    except OSError as exc:
+        return _fail(f"cannot write into {target}: {exc.strerror}", exitcodes.FAILURE)
     for p in written:
         print(f"wrote {p}")
     if written:
         print("next: run `rmqtui` here (or `rmqtui --no-ui`), and `rmqtui load` in a second terminal")
-    return 0
+    return exitcodes.OK
 
 
 def cmd_check(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="rmqtui check", description="Validate routemq.toml and exit.")
-    ap.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    ap = argparse.ArgumentParser(prog="rmqtui check", description="Validate routemq.toml and exit "
+                                 "(0 ok, 2 a problem, shown with its file, line, key and fix).")
+    _config_arg(ap)
     args = ap.parse_args(argv)
     from .engine.config import ConfigError
 
@@ -141,53 +258,60 @@ def cmd_check(argv: list[str]) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     print(f"{config.path}: ok, {len(config.routes)} routes, {sum(r.workers for r in config.routes)} workers")
-    return 0
+    return exitcodes.OK
 
+
+# -- load ---------------------------------------------------------------------------------------
 
 def cmd_load(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui load",
                                  description="Publish bounded test traffic to the routes of routemq.toml. "
-                                             "Finds the broker of a running `rmqtui` for the same config.")
-    ap.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    ap.add_argument("-n", "--count", type=int, default=10000, help="messages to publish (default 10000)")
-    ap.add_argument("-r", "--rate", type=float, default=500.0, help="messages per second at most (default 500)")
+                                             "Finds the broker of a running `rmqtui` for the same config. "
+                                             "Exit status: 0 all acknowledged, 1 broker lost or unreachable, "
+                                             "2 bad input, 130 interrupted.")
+    _config_arg(ap)
+    ap.add_argument("-n", "--count", type=count, default=10000, help="messages to publish (default 10000)")
+    ap.add_argument("-r", "--rate", type=rate, default=500.0, help="messages per second at most (default 500)")
     ap.add_argument("-q", "--qos", type=int, choices=[0, 1, 2], default=1)
     ap.add_argument("--route", action="append", help="only this route (repeatable)")
-    ap.add_argument("--host", help="broker host (default: the running fleet's, else the config's)")
-    ap.add_argument("--port", type=int, help="broker port (default: the running fleet's, else the config's)")
+    ap.add_argument("--host", type=host, help="broker host (default: the running fleet's, else the config's)")
+    ap.add_argument("--port", type=port, help="broker port (default: the running fleet's, else the config's)")
     args = ap.parse_args(argv)
-    if args.count <= 0 or args.count > 10_000_000:
-        return _fail("--count must be between 1 and 10,000,000")
-    if args.rate <= 0:
-        return _fail("--rate must be a positive number of messages per second")
     from .engine.config import ConfigError
-    from .engine.topics import TopicPattern
-    from .loadgen import publish_load
+    from .loadgen import BrokerLost, publish_load
 
     try:
         config = _load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
-    host, port = _fleet_address(config)
-    host, port = args.host or host, args.port or port
+    names = [r.name for r in config.routes]
+    unknown = [name for name in args.route or [] if name not in names]
+    if unknown:
+        return _fail(f"no route called {', '.join(map(repr, unknown))} in {config.path.name}; "
+                     f"routes: {', '.join(names)}")
+    found_host, found_port = _fleet_address(config)
+    target_host = args.host or found_host
+    target_port = args.port if args.port is not None else found_port
     routes = [r for r in config.routes if not args.route or r.name in args.route]
-    if not routes:
-        return _fail(f"no route called {', '.join(args.route)}; routes: {', '.join(r.name for r in config.routes)}")
-    patterns = [TopicPattern.parse(r.topic) for r in routes]
-    print(f"publishing {args.count} messages at up to {args.rate:g}/s, QoS {args.qos}, to {host}:{port} "
-          f"({', '.join(r.name for r in routes)})", flush=True)
+    print(f"publishing {args.count} messages at up to {args.rate:g}/s, QoS {args.qos}, to {target_host}:"
+          f"{target_port} ({', '.join(r.name for r in routes)})", flush=True)
     try:
-        result = publish_load(host, port, patterns, count=args.count, rate=args.rate, qos=args.qos,
-                              protocol=config.broker.protocol, username=config.broker.username,
-                              password=config.broker.password,
+        result = publish_load(target_host, target_port, [r.pattern for r in routes], count=args.count,
+                              rate=args.rate, qos=args.qos, protocol=config.broker.protocol,
+                              username=config.broker.username, password=config.broker.password,
                               progress=lambda n: print(f"  {n} sent", flush=True) if n % 10000 == 0 else None)
+    except BrokerLost as exc:
+        return _fail(str(exc), exitcodes.FAILURE)
     except (ConnectionError, OSError) as exc:
-        return _fail(f"cannot reach the broker at {host}:{port}: {exc} (is `rmqtui` running?)", EXIT_START)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        if isinstance(exc, BrokenPipeError):
+            raise
+        return _fail(f"cannot reach the broker at {target_host}:{target_port}: {exc} (is `rmqtui` running?)",
+                     exitcodes.FAILURE)
     print(f"sent {result.sent}, acknowledged {result.acknowledged}, in {result.seconds:.1f}s "
-          f"({result.rate:.0f} msg/s)")
-    return 0
+          f"({result.rate:.0f} msg/s)", flush=True)
+    if args.qos and result.acknowledged < result.sent:
+        return _fail(f"only {result.acknowledged} of {result.sent} messages were acknowledged", exitcodes.FAILURE)
+    return exitcodes.OK
 
 
 def _fleet_address(config) -> tuple[str, int]:
@@ -198,7 +322,7 @@ def _fleet_address(config) -> tuple[str, int]:
         state = json.loads(runtime_state_path(config.path).read_text())
         os.kill(int(state["pid"]), 0)
         return state["host"], int(state["port"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return config.broker.host, config.broker.port
 
 
@@ -206,11 +330,19 @@ COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_r
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rmqtui`` console script."""
+    """Entry point of the ``rmqtui`` console script; returns a status from :mod:`rmqtui.exitcodes`."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in COMMANDS:
-        return COMMANDS[argv[0]](argv[1:])
-    return cmd_run(argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return cmd_run(argv)
+    except BrokenPipeError:
+        # The reader went away (`rmqtui load | head`): stop writing, without a traceback at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return exitcodes.FAILURE
+    except KeyboardInterrupt:
+        return _fail("interrupted", exitcodes.FORCED)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ new log records and, once a signal arrived, drains the fleet and returns.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -14,10 +15,9 @@ import time
 from dataclasses import asdict
 from typing import TextIO
 
+from . import exitcodes
 from .engine.api import FleetControl
 from .engine.snapshot import FleetSnapshot, WorkerState
-
-LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
 def _mb(n: int | None) -> str:
@@ -65,9 +65,11 @@ def snapshot_json(snap: FleetSnapshot) -> str:
 
 def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = False, out: TextIO = sys.stdout,
                  err: TextIO = sys.stderr, log_level: str = "INFO", stop_timeout: float = 15.0) -> int:
-    """Print status every ``interval`` seconds until SIGINT, SIGTERM or SIGHUP; then drain and return 0.
+    """Print status every ``interval`` seconds until SIGINT, SIGTERM or SIGHUP; then drain the fleet.
 
-    SIGUSR1 re-reads the config and applies worker counts and the log level live.
+    Returns 0 after a clean drain, :data:`~rmqtui.exitcodes.FORCED` when a second
+    signal forced the stop, 1 when stopping failed.  SIGUSR1 re-reads the config
+    and applies worker counts and the log level live.
     """
     got: list[int] = []
     wake = threading.Event()
@@ -86,7 +88,7 @@ def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = 
     reload = getattr(fleet, "reload_config", None)
     if reload is not None:
         previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_reload)
-    threshold = LOG_LEVELS.get(log_level, 20)
+    threshold = _level(log_level)
     seq = 0
     try:
         next_status = time.monotonic()
@@ -97,7 +99,7 @@ def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = 
                 print(f"rmqtui: SIGUSR1: {result.message}", file=err, flush=True)
             for rec in fleet.logs_since(seq):
                 seq = rec.seq
-                if LOG_LEVELS.get(rec.level, 20) >= threshold or rec.source in ("fleet", "broker"):
+                if _level(rec.level) >= threshold or rec.source in ("fleet", "broker"):
                     _print_log(rec, as_json, out, err)
             if time.monotonic() >= next_status:
                 snap = fleet.snapshot()
@@ -108,15 +110,31 @@ def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = 
         name = signal.Signals(got[0]).name
         print(f"rmqtui: {name} received, draining the fleet (send it again to force)", file=err, flush=True)
         force = getattr(fleet, "force", None)
-        for s in previous:
-            signal.signal(s, (lambda *_: force()) if force else signal.SIG_IGN)
-        fleet.stop(timeout=stop_timeout)
+        forced: list[int] = []
+
+        def on_second(signum, frame):
+            forced.append(signum)
+            if force is not None:
+                force()
+
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, on_second)
+        try:
+            fleet.stop(timeout=stop_timeout)
+        except Exception as exc:  # a status for the caller, not a traceback
+            print(f"rmqtui: stopping the fleet failed: {exc}", file=err, flush=True)
+            return exitcodes.FAILURE
         for rec in fleet.logs_since(seq):
             _print_log(rec, as_json, out, err)
-        return 0
+        return exitcodes.FORCED if forced else exitcodes.OK
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _level(name: str) -> int:
+    number = logging.getLevelName(name)  # the number for a known name, a string otherwise
+    return number if isinstance(number, int) else logging.INFO
 
 
 def _print_log(rec, as_json: bool, out: TextIO, err: TextIO) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import threading
 import time
@@ -18,6 +19,14 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from .engine.topics import TopicPattern
+
+
+class BrokerLost(ConnectionError):
+    """The broker closed the connection (or stopped answering) in the middle of a load run."""
+
+
+#: Seconds between MQTT pings: a broker that went away silently is noticed within 1.5 times this.
+KEEPALIVE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +71,15 @@ def payload_for(i: int, size: int = 100) -> bytes:
 def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: int = 1000, rate: float = 200.0,
                  qos: int = 1, window: int = 1000, protocol: str = "v3.1.1", username: str = "",
                  password: str = "", timeout: float = 600.0, progress=None) -> LoadResult:
-    """Publish ``count`` messages to topics of ``patterns`` at most ``rate``/s; bounded in time by ``timeout``."""
+    """Publish ``count`` messages to topics of ``patterns`` at most ``rate``/s; bounded in time by ``timeout``.
+
+    Raises :class:`BrokerLost` as soon as the connection drops (a broker that died,
+    or one silent past the keepalive), and ``ConnectionError`` when it cannot connect.
+    """
     if not patterns:
         raise ValueError("no route to publish to")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a finite positive number of messages per second, not {rate!r}")
     proto = mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"rmqtui-load-{random.randrange(1 << 30)}",
                          protocol=proto)
@@ -73,10 +88,17 @@ def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: i
     outstanding = threading.Semaphore(window)
     acked = [0]
     connected = threading.Event()
+    lost = threading.Event()
+    why: list[str] = []
 
     def on_connect(c, u, flags, rc, props):
         if not rc.is_failure:
             connected.set()
+
+    def on_disconnect(c, u, flags, rc, props):
+        if connected.is_set() and not lost.is_set():
+            why.append(str(rc))
+            lost.set()
 
     def on_publish(c, u, mid, rc, props):
         acked[0] += 1
@@ -85,28 +107,37 @@ def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: i
 
     client.on_connect = on_connect
     client.on_publish = on_publish
+    client.on_disconnect = on_disconnect
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(min(window, 65535))
-    client.connect(host, port, keepalive=30)
+    client.connect(host, port, keepalive=KEEPALIVE)
     client.loop_start()
     deadline = time.monotonic() + timeout
+    sent = 0
+
+    def check_connection() -> None:
+        if lost.is_set():
+            raise BrokerLost(f"lost the broker at {host}:{port} ({why[0] if why else 'connection closed'}) "
+                             f"after {sent} of {count} messages, {acked[0]} acknowledged")
+
     try:
         if not connected.wait(10):
             raise ConnectionError(f"could not connect to the broker at {host}:{port}")
         start = time.monotonic()
-        sent = 0
         cycle = itertools.cycle(patterns)
-        interval = 1.0 / rate if rate > 0 else 0.0
+        interval = 1.0 / rate
         for i in range(count):
+            check_connection()
             if time.monotonic() > deadline:
                 break
             if interval:
                 due = start + i * interval
                 delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and lost.wait(delay):
+                    check_connection()
             if qos:
-                while not outstanding.acquire(timeout=1.0):
+                while not outstanding.acquire(timeout=0.5):
+                    check_connection()
                     if time.monotonic() > deadline:
                         break
             # parameters vary per route, not in lockstep with the round robin over routes
@@ -116,7 +147,8 @@ def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: i
                 progress(sent)
         settle = min(deadline, time.monotonic() + 30.0)
         while qos and acked[0] < sent and time.monotonic() < settle:
-            time.sleep(0.01)
+            check_connection()
+            lost.wait(0.01)
         return LoadResult(sent, acked[0], time.monotonic() - start)
     finally:
         client.disconnect()

@@ -184,7 +184,7 @@ def test_tui_on_a_terminal_stops_the_fleet_on_signal(tmp_path, sig):
         while proc.poll() is None and time.monotonic() < deadline:
             pump()
             time.sleep(0.05)
-        assert proc.returncode == 128 + sig
+        assert proc.returncode == 0, f"a signal drains the fleet cleanly, so the status is 0, got {proc.returncode}"
         wait_for(lambda: _all_gone(procs), timeout=5, what="every child to exit")
         assert b"Traceback" not in screen
     finally:
