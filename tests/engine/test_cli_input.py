@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 
 from rmqtui import exitcodes
@@ -147,3 +148,69 @@ def test_exit_status_table_is_in_the_readme() -> None:
     section = readme[readme.index("## Using it"):readme.index("### Keys in the TUI")]
     for code in (exitcodes.OK, exitcodes.FAILURE, exitcodes.BAD_INPUT, exitcodes.NO_FLEET, exitcodes.FORCED):
         assert f"| {code} |" in section, f"exit status {code} is missing from the README's table"
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+SLOW_PROJECT = """
+[broker]
+port = {port}
+
+[fleet]
+handlers = "slow"
+drain_timeout = 60.0
+heartbeat_interval = 0.2
+
+[[routes]]
+name = "slow"
+topic = "slow/{{x}}"
+handler = "slow:handle"
+"""
+
+
+def test_headless_second_signal_is_a_forced_stop(tmp_path: Path) -> None:
+    """A clean drain exits 0 (test_cli); a second signal during a drain kills the workers: 130."""
+    import json
+
+    (tmp_path / "slow.py").write_text("import time\n\ndef handle(msg):\n    time.sleep(120)\n")
+    port = free_port()
+    (tmp_path / "routemq.toml").write_text(SLOW_PROJECT.format(port=port))
+    proc = subprocess.Popen(RMQTUI + ["--no-ui", "--json", "--interval", "0.2"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    lines: list[dict] = []
+    errors: list[str] = []
+    readers = [threading.Thread(target=lambda: lines.extend(json.loads(x) for x in proc.stdout), daemon=True),
+               threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)]
+    for t in readers:
+        t.start()
+
+    def worker() -> dict | None:
+        status = next((x for x in reversed(lines) if "workers" in x), None)
+        return status["workers"][0] if status and status["workers"] else None
+
+    try:
+        wait_for(lambda: (w := worker()) and w["state"] == "subscribed", timeout=30, what="the worker subscribed")
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{os.getpid()}")
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        pub.publish("slow/1", b"x", qos=1).wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        wait_for(lambda: (w := worker()) and w["in_flight"] >= 1, timeout=20, what="the handler busy")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: any("draining the fleet" in e for e in errors), timeout=20, what="the drain to start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == exitcodes.FORCED, "".join(errors)
+        wait_for(lambda: not [c for c in children if _alive(c)],
+                 timeout=10, what="every child of the forced fleet to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not any("Traceback" in e for e in errors), "".join(errors)
