@@ -31,44 +31,24 @@ def _fail(message: str, code: int = exitcodes.BAD_INPUT) -> int:
 
 # -- option types: argparse turns their ArgumentTypeError into a usage error (exit 2) -------------
 
-def port(text: str) -> int:
-    """A TCP port, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1 to 65535")
-    return value
-
-
-def _bounded(what: str, lo: float, hi: float):
-    def parse(text: str) -> float:
+def _ranged(kind: type, what: str, lo: float, hi: float, shown: str):
+    """An option type: a finite ``kind`` between ``lo`` and ``hi``, named ``what`` in errors."""
+    def parse(text: str):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number: give {what}, {shown}") from None
         if not math.isfinite(value) or not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text} {what} is out of range: use {lo:g} to {hi:g}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {what}, {shown}")
         return value
 
-    parse.__name__ = what
     return parse
 
 
-interval = _bounded("seconds", 0.05, 86400.0)
-rate = _bounded("messages per second", 0.001, 1_000_000.0)
-
-
-def count(text: str) -> int:
-    """A message count, 1 to 10,000,000."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of messages") from None
-    if not 1 <= value <= 10_000_000:
-        raise argparse.ArgumentTypeError(f"{value} messages is out of range: use 1 to 10,000,000")
-    return value
+port = _ranged(int, "a TCP port", 1, 65535, "1 to 65535")
+interval = _ranged(float, "seconds", 0.05, 86400.0, "0.05 to 86400")
+rate = _ranged(float, "messages per second", 0.001, 1_000_000.0, "0.001 to 1,000,000")
+count = _ranged(int, "a number of messages", 1, 10_000_000, "1 to 10,000,000")
 
 
 def host(text: str) -> str:

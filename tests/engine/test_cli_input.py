@@ -38,7 +38,7 @@ BAD_ARGS = [
     ("--port 70000", ["--no-ui", "--port", "70000"], 2, "1 to 65535"),
     ("--port -1", ["--no-ui", "--port", "-1"], 2, "1 to 65535"),
     ("--port 0", ["--no-ui", "--port", "0"], 2, "1 to 65535"),
-    ("--port x", ["--no-ui", "--port", "x"], 2, "not a port"),
+    ("--port x", ["--no-ui", "--port", "x"], 2, "not a number"),
     ("--interval nan", ["--no-ui", "--interval", "nan"], 2, "out of range"),
     ("--interval 0", ["--no-ui", "--interval", "0"], 2, "out of range"),
     ("--interval 1e-9", ["--no-ui", "--interval", "1e-9"], 2, "0.05 to 86400"),
