@@ -214,3 +214,21 @@ def test_headless_second_signal_is_a_forced_stop(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert not any("Traceback" in e for e in errors), "".join(errors)
+
+
+def test_headless_into_a_closed_pipe_drains_without_traceback(project: Path) -> None:
+    proc = subprocess.Popen(RMQTUI + ["--no-ui", "--interval", "0.2", "--port", str(free_port())], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline(), "a first status line"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.stdout.close()  # `rmqtui --no-ui | head -1`
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    assert proc.returncode == exitcodes.FAILURE, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    wait_for(lambda: not [c for c in children if _alive(c)], timeout=10, what="the fleet to stop")
