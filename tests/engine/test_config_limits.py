@@ -25,6 +25,8 @@ DEEP = "/".join(["l"] * 201)
 HOLES = [
     ("route name of 250 characters", route("n" * 250), "routes[0].name", "at most 100"),
     ("topic deeper than 200 levels", route(topic=DEEP), "routes[0].topic", "limit of 200"),
+    ("shared subscription deeper than 200 levels", route(topic="/".join(["l"] * 199)), "routes[0].topic",
+     "$share/<group>/ adds 2"),
     ("client_prefix over 65,535 characters", '[fleet]\nclient_prefix = "' + "p" * 70000 + '"\n' + route(),
      "fleet.client_prefix", "more than the 128 allowed"),
     ("workers = 1000000000000000003", route(workers=1000000000000000003), "routes[0].workers", "allowed: 1 to"),
@@ -87,9 +89,11 @@ def test_limit_is_checked(tmp_path: Path, text: str, key: str, words: str) -> No
         route("a", "dup/{a}/x") + route("b", "dup/{b}/x", group='"other"'),
         route("a", "dup/{a}/x", shared="false") + route("b", "dup/{b}/x", shared="false"),
         "[fleet]\nheartbeat_interval = 0.05\nhang_timeout = 0.5\ndrain_timeout = 0\n" + route(concurrency=1000),
-        route("n" * 100, topic="/".join(["l"] * 200)),
+        route("n" * 100, topic="/".join(["l"] * 198)),
+        route(topic="/".join(["l"] * 200), shared="false"),
     ],
-    ids=["empty dead-letter topic", "same filter, other group", "same filter, not shared", "edges", "max sizes"],
+    ids=["empty dead-letter topic", "same filter, other group", "same filter, not shared", "edges", "max sizes",
+         "200 levels unshared"],
 )
 def test_edges_that_stay_legal(tmp_path: Path, text: str) -> None:
     load(write(tmp_path, text), env={})
@@ -162,3 +166,42 @@ def test_handler_lookup_imports_no_package(tmp_path: Path) -> None:
         sys.path.remove(str(site))
     assert not marker.exists(), "checking a handler ran an installed package's __init__"
     assert "evilpkg" not in sys.modules
+
+
+def test_level_limit_matches_the_real_broker(tmp_path: Path) -> None:
+    """The deepest subscription `check` accepts is granted by Mosquitto; two levels more are refused.
+
+    (Mosquitto 2.0 grants a subscription of 201 levels in all, $share/<group>/ included, and refuses
+    202: `check` keeps to the documented 200.)"""
+    import paho.mqtt.client as mqtt
+
+    from rmqtui.engine.broker import EmbeddedBroker, free_port
+
+    from .conftest import wait_for
+
+    ok = load(write(tmp_path, route(topic="/".join(["l"] * 198))), env={})
+    deepest = ok.subscription(ok.routes[0])
+    with pytest.raises(ConfigError):
+        load(write(tmp_path, route(topic="/".join(["l"] * 199))), env={})
+    broker = EmbeddedBroker(tmp_path / "rt", port=free_port())
+    broker.start()
+    try:
+        results = {}
+        for name, flt in (("accepted", deepest), ("deeper", deepest + "/l/l")):
+            answer: list[str] = []
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lv-{os.getpid()}-{len(results)}")
+            c.on_connect = lambda c, u, f, rc, p, flt=flt: c.subscribe(flt, 1)
+            c.on_subscribe = lambda c, u, mid, rcs, p: answer.append(str(rcs[0]))
+            c.on_disconnect = lambda c, u, f, rc, p: answer.append(f"disconnected: {rc}")
+            c.connect("127.0.0.1", broker.port)
+            c.loop_start()
+            try:
+                wait_for(lambda: answer, timeout=10, what=f"the broker's answer to {name}")
+            finally:
+                c.loop_stop()
+                c.disconnect()
+            results[name] = answer[0]
+    finally:
+        broker.stop()
+    assert results["accepted"].startswith("Granted"), results
+    assert not results["deeper"].startswith("Granted"), results

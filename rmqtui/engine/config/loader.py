@@ -260,9 +260,13 @@ class Loader:
                                 f"more than fleet.max_workers ({config.fleet.max_workers})",
                                 spec_of(FleetConfig, "max_workers").fix)
             subscription = config.subscription(r)
-            too_big = check_topic_limits("the subscription", subscription, r.pattern.filter.count("/") + 1)
+            # Mosquitto counts the $share/<group>/ levels too (measured with 2.0: a shared filter of
+            # 200 levels is refused, a plain one is not), so the whole subscription must fit.
+            too_big = check_topic_limits(f"the subscription {subscription[:40]!r}...", subscription,
+                                         subscription.count("/") + 1)
             if too_big:
-                raise self.fail(f"{w}.topic", f"route {r.name!r}: {too_big}", "use a shorter topic or group")
+                raise self.fail(f"{w}.topic", f"route {r.name!r}: {too_big}",
+                                "use a topic with fewer levels (a shared route's $share/<group>/ adds 2)")
             self.dead_letters(config, i, r)
             if r.shared:
                 same = owners.setdefault((config.group_for(r), r.pattern.filter), r)
