@@ -198,6 +198,8 @@ def test_env_defaults_to_os_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("MQTT_PORT", "0", "out of range"),
         ("MQTT_GROUP_NAME", "a/b", "'/'"),
         ("ROUTEMQ_LOG_LEVEL", "LOUD", "not a log level"),
+        ("MQTT_BROKER", "h" * 300, "more than the 253 allowed"),
+        ("MQTT_PORT", "70000", "out of range"),
     ],
 )
 def test_bad_env_values(tmp_path: Path, var: str, value: str, words: str) -> None:

@@ -30,12 +30,16 @@ def apply_env(path: Path, broker: BrokerConfig, fleet: FleetConfig,
     An empty value counts as unset, except for the user name and password.
     """
     def fail(var: str, problem: str, fix: str) -> ConfigError:
-        return ConfigError(path, f"{var}={env[var]!r}: {problem}", f"{fix}, or unset {var}", key=f"env {var}")
+        shown = env[var] if len(env[var]) <= 60 else env[var][:60] + "..."
+        return ConfigError(path, f"{var}={shown!r}: {problem}", f"{fix}, or unset {var}", key=f"env {var}")
 
     b: dict[str, object] = {}
     f: dict[str, object] = {}
     host = env.get("MQTT_BROKER", "").strip()
     if host:
+        problem = check_value("MQTT_BROKER", spec_of(BrokerConfig, "host"), host)
+        if problem:
+            raise fail("MQTT_BROKER", problem[0], "set MQTT_BROKER to the broker's host name or address")
         b.update(host=host, embedded=False)
     raw_port = env.get("MQTT_PORT", "").strip()
     if raw_port:
