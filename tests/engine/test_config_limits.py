@@ -205,3 +205,39 @@ def test_level_limit_matches_the_real_broker(tmp_path: Path) -> None:
         broker.stop()
     assert results["accepted"].startswith("Granted"), results
     assert not results["deeper"].startswith("Granted"), results
+
+
+def _ranged_settings():
+    from rmqtui.engine.config import BrokerConfig, FleetConfig, RouteConfig, settings_of
+
+    for section, cls in (("broker", BrokerConfig), ("fleet", FleetConfig), ("routes[0]", RouteConfig)):
+        for key, (spec, _default) in settings_of(cls).items():
+            if spec.lo is None:
+                continue
+            bad = [spec.lo - 1, spec.hi + 1] + ([float("nan"), float("inf"), -float("inf")] if spec.kind is float else [])
+            for value in bad:
+                yield section, key, spec, value
+
+
+def _toml_value(value: float) -> str:
+    if value != value:
+        return "nan"
+    if value in (float("inf"), -float("inf")):
+        return "inf" if value > 0 else "-inf"
+    return repr(value)
+
+
+@pytest.mark.parametrize(("section", "key", "spec", "value"), list(_ranged_settings()),
+                         ids=[f"{s}.{k}={_toml_value(v)}" for s, k, _, v in _ranged_settings()])
+def test_every_declared_range_is_enforced(tmp_path: Path, section: str, key: str, spec, value: float) -> None:
+    """Generated from the declarations: every ranged setting refuses values past both ends and non-finite ones."""
+    if section == "routes[0]":
+        text = route(**{key: _toml_value(value)})
+    else:
+        text = f"[{section}]\n{key} = {_toml_value(value)}\n" + route()
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text), env={})
+    shown = (lambda x: f"{x:g}" if isinstance(x, float) else str(x))
+    assert info.value.key == f"{section}.{key}", str(info.value)
+    assert f"allowed: {shown(spec.lo)} to {shown(spec.hi)}" in str(info.value), str(info.value)
+    assert info.value.fix == spec.fix
