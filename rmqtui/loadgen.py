@@ -26,7 +26,7 @@ class BrokerLost(ConnectionError):
 
 
 #: Seconds between MQTT pings: a broker that went away silently is noticed within 1.5 times this.
-KEEPALIVE = 4
+KEEPALIVE = 2
 
 
 @dataclass(frozen=True, slots=True)

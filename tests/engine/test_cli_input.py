@@ -123,18 +123,21 @@ def test_load_into_a_closed_pipe_ends_without_traceback(project: Path, broker: E
     assert proc.returncode == exitcodes.FAILURE, err
 
 
-def test_load_notices_a_lost_broker(project: Path, broker: EmbeddedBroker) -> None:
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["broker killed", "broker frozen"])
+def test_load_notices_a_lost_broker(project: Path, broker: EmbeddedBroker, how: signal.Signals) -> None:
     seen = _first_message(broker.port)
     proc = subprocess.Popen(RMQTUI + ["load", "-n", "100000", "-r", "200", "--port", str(broker.port)], cwd=project,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         wait_for(seen.is_set, timeout=20, what="load's first message at the broker")
         seen.client.loop_stop()  # type: ignore[attr-defined]
-        broker.process.send_signal(signal.SIGKILL)
+        broker.process.send_signal(how)
         t0 = time.monotonic()
         proc.wait(timeout=60)
-        print(f"load exited {time.monotonic() - t0:.2f}s after the broker was killed")
+        print(f"load exited {time.monotonic() - t0:.2f}s after the broker got {how.name}")
     finally:
+        if how == signal.SIGSTOP:
+            broker.process.send_signal(signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -278,6 +278,23 @@ def test_save_keeps_a_bom_and_a_symlink(tmp_path: Path) -> None:
     assert load(link, env={}).routes[0].workers == 3
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_save_as_root_keeps_the_owner(tmp_path: Path) -> None:
+    path = write_project(tmp_path, ROUTE)
+    os.chown(path, 65534, 65534)
+    os.chmod(path, 0o640)
+    save_worker_counts(load(path, env={}), {"r1": 2})
+    for p in (path, tmp_path / "routemq.toml.bak"):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o640), p
+
+
+def test_save_of_unchanged_counts_leaves_the_text_alone(tmp_path: Path) -> None:
+    path = write_project(tmp_path, ROUTE)
+    save_worker_counts(load(path, env={}), {"r1": 1})
+    assert path.read_text() == ROUTE
+
+
 def test_save_keeps_edits_made_after_loading(tmp_path: Path) -> None:
     path = write_project(tmp_path, ROUTE)
     config = load(path, env={})

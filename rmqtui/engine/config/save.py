@@ -54,7 +54,7 @@ def save_worker_counts(config: Config, counts: Mapping[str, int]) -> Path:
         if count > 1 and route.get("shared", True) is False:
             raise ConfigError(path, f"route {name!r} is not shared, so it cannot have {count} workers",
                               "set shared = true on the route first", key=key)
-        if route.get("workers") != count:
+        if route.get("workers", 1) != count:  # an absent key already means 1: leave the file alone
             route["workers"] = count
     data = bom + tomlkit.dumps(doc).encode("utf-8")
     tomllib.loads(data[len(bom):].decode("utf-8"))  # never write a file rmqtui could not read back
