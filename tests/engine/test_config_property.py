@@ -106,6 +106,25 @@ def test_mutated_example_is_ok_or_a_clear_error(changes) -> None:
         assert status == exitcodes.OK, err.getvalue()
 
 
+env_values = st.one_of(st.text(max_size=20), st.sampled_from(["", " ", "0", "1883", "70000", "-1", "nan", "a/b",
+                                                             "debug", "LOUD", "h" * 300, "\u00e9", "1e3"]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(["MQTT_BROKER", "MQTT_PORT", "MQTT_USERNAME", "MQTT_PASSWORD",
+                                        "MQTT_GROUP_NAME", "ROUTEMQ_LOG_LEVEL"]), env_values))
+def test_any_environment_is_ok_or_names_its_variable(env: dict[str, str]) -> None:
+    path = PROJECT / "routemq.toml"
+    path.write_text(tomli_w.dumps(EXAMPLE))
+    try:
+        config = load(path, env=env)
+    except ConfigError as e:
+        assert e.key and e.key.startswith("env ") and e.key[4:] in env, str(e)
+        assert "fix: " in str(e) and len(str(e)) < 1000, str(e)
+    else:
+        assert 1 <= config.broker.port <= 65535
+
+
 def setup_module() -> None:
     global PROJECT
     PROJECT = Path(tempfile.mkdtemp(prefix="rmqtui-prop-"))
