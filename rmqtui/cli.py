@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .doctor import register as _register_doctor
 from .engine.broker import BrokerError
 
 DEFAULT_CONFIG = "routemq.toml"
@@ -38,7 +39,7 @@ def _run_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="rmqtui",
         description="Supervise a local fleet of MQTT shared-subscription workers. "
-                    "Subcommands: init, check, load (see `rmqtui SUBCOMMAND --help`).")
+                    "Subcommands: init, check, load, doctor (see `rmqtui SUBCOMMAND --help`).")
     ap.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="path to routemq.toml (default: ./routemq.toml)")
     ap.add_argument("--no-ui", action="store_true", help="run headless: status lines instead of the TUI")
     ap.add_argument("--json", action="store_true", help="with --no-ui: one JSON object per line")
@@ -203,6 +204,7 @@ def _fleet_address(config) -> tuple[str, int]:
 
 
 COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run}
+_register_doctor(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
