@@ -162,3 +162,16 @@ def unique_set_size(proc: psutil.Process) -> int | None:
     except PermissionError:
         raise psutil.AccessDenied(proc.pid) from None
     return proc.memory_full_info().uss
+
+
+def host_cpu_fraction() -> float | None:
+    """Busy fraction of all the host's cores since the previous call (None on the first call)."""
+    global _host_cpu_primed
+    value = psutil.cpu_percent(None)
+    if not _host_cpu_primed:
+        _host_cpu_primed = True
+        return None
+    return value / 100.0
+
+
+_host_cpu_primed = False
