@@ -26,6 +26,7 @@ from prometheus_client.exposition import generate_latest
 
 from .. import __version__
 from .broker_sys import BrokerStats
+from .skew import share_skew
 from .snapshot import BrokerState, FleetSnapshot, WorkerSnapshot, WorkerState
 
 PREFIX = "rmqtui_"
@@ -97,6 +98,7 @@ class FleetCollector:
         self._broker_stats = broker_stats
         self._recommendations = recommendations
         self.counters = MonotonicCounters()
+        self._previous: FleetSnapshot | None = None  # the snapshot of the last scrape, for the share skew
 
     def describe(self):
         """Nothing up front: families depend on the fleet, so registration must not call collect()."""
@@ -132,6 +134,10 @@ class FleetCollector:
                                     labels=["route"])
         by_state = GaugeMetricFamily(PREFIX + "route_workers", "Worker slots of the route by state.",
                                      labels=["route", "state"])
+        skew = GaugeMetricFamily(PREFIX + "route_share_skew",
+                                 "Max over mean of messages received per live worker since the last scrape, "
+                                 "minus 1 (0 = even spread).", labels=["route"])
+        previous, self._previous = self._previous, snap
         for r in snap.routes:
             group = _share_group(r.filter) if r.shared else ""
             info.add_metric([r.name], {"pattern": r.topic, "group": group, "qos": str(r.qos),
@@ -142,7 +148,10 @@ class FleetCollector:
                 counts[w.state] += 1
             for state, n in counts.items():
                 by_state.add_metric([r.name, state.value], n)
-        yield from (info, desired, by_state)
+            value = share_skew(previous, snap, r.name) if previous is not None else None
+            if value is not None:
+                skew.add_metric([r.name], value)
+        yield from (info, desired, by_state, skew)
 
     def _workers(self, snap: FleetSnapshot):
         info = InfoMetricFamily(PREFIX + "worker", "The slot's current process and MQTT client id.",

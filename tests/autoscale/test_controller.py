@@ -101,3 +101,20 @@ def test_host_cpu_guard_reaches_the_core():
     for _ in range(12):
         ctl.step()
     assert fleet.calls == [] and "CPU-bound" in ctl.latest()["r"].reason, f"{ctl.latest()}"
+
+
+def test_share_skew():
+    from dataclasses import replace
+
+    from rmqtui.engine.skew import share_skew
+
+    def with_received(t: float, received: list[int]) -> FleetSnapshot:
+        snap = snapshot(t, len(received), [0.0] * len(received))
+        return replace(snap, workers=tuple(replace(w, received=n) for w, n in zip(snap.workers, received)))
+
+    even = share_skew(with_received(0, [0, 0]), with_received(1, [50, 50]), "r")
+    assert even == 0.0, f"an even split has no skew: {even}"
+    skewed = share_skew(with_received(0, [0, 0, 0]), with_received(1, [60, 30, 0]), "r")
+    assert abs(skewed - 1.0) < 1e-9, f"60 of a mean 30: skew 1.0, got {skewed}"
+    assert share_skew(with_received(0, [0, 0]), with_received(1, [5, 5]), "r") is None, "too little traffic"
+    assert share_skew(with_received(0, [0]), with_received(1, [500]), "r") is None, "one worker has no skew"

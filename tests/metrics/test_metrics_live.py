@@ -19,6 +19,7 @@ EXPECTED = {
     "rmqtui_route_info": {"route", "pattern", "group", "qos", "shared"},
     "rmqtui_route_desired_workers": {"route"},
     "rmqtui_route_workers": {"route", "state"},
+    "rmqtui_route_share_skew": {"route"},
     "rmqtui_worker_info": {"route", "worker", "pid", "client_id", "state"},
     "rmqtui_worker_up": {"route", "worker"},
     "rmqtui_worker_start_time_seconds": {"route", "worker"},
@@ -72,6 +73,7 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
     server.start()
     try:
         wait_for(lambda: reader.stats().clients_connected is not None, what="the broker's $SYS figures")
+        scrape(server.port)  # the share skew compares two scrapes
         assert publish(snap.broker.port, lambda i: f"sensors/d{i % 7}/data", 60) == 60, "publishes acknowledged"
         wait_for(lambda: fleet.snapshot().route("sensors").handled >= 60, what="60 handled")
         wait_for(lambda: all(w.cpu_seconds is not None for w in live_workers(fleet)), what="a CPU sample each")
