@@ -89,7 +89,8 @@ class Decision:
     current: int
     recommended: int
     action: str  # "up", "down" or "hold"
-    reason: str
+    code: str  # the rule that decided, stable for dashboards: "busy", "calm", "cpu-bound", "pinned", ...
+    reason: str  # the same in words, with the figures
     pinned: bool = False
     applied: bool = False  # set by the controller when ``scale()`` accepted it
 
@@ -112,19 +113,23 @@ class RouteScaler:
         """The recommendation for ``s`` at ``now`` (does not assume it will be applied)."""
         mode = self.settings.mode
         self._notice_manual_change(s.desired)
+
+        def to(target: int, code: str, reason: str) -> Decision:
+            return self._decision(s, now, target, code, reason)
+
         if mode == "off":
-            return self._decision(s, now, s.desired, "autoscale is off")
+            return to(s.desired, "off", "autoscale is off")
         if not s.shared:
-            return self._decision(s, now, s.desired, "not shared: a second worker would duplicate every message")
+            return to(s.desired, "not-shared", "not shared: a second worker would duplicate every message")
         if self.pinned and mode == "on":
-            return self._decision(s, now, s.desired, f"pinned: {self.pin_reason}; unpin to resume")
+            return to(s.desired, "pinned", f"pinned: {self.pin_reason}; unpin to resume")
         lo, hi = self.settings.min, self.settings.max
         if s.desired < lo:
-            return self._decision(s, now, lo, f"below min {lo}")
+            return to(lo, "below-min", f"below min {lo}")
         if s.desired > hi:
-            return self._decision(s, now, hi, f"above max {hi}")
+            return to(hi, "above-max", f"above max {hi}")
         if s.busy is None:
-            return self._decision(s, now, s.desired, "measuring: no busy figure yet")
+            return to(s.desired, "measuring", "measuring: no busy figure yet")
         p = self.policy
         busy = f"busy {s.busy:.0%}"
         growing = s.backlog_growth is not None and s.backlog_growth > p.backlog_growth and s.busy >= p.busy_down
@@ -132,29 +137,29 @@ class RouteScaler:
             self.calm_since = None
             why = busy + (f", broker backlog +{s.backlog_growth:.0f}/s" if growing else "")
             if s.broken:
-                return self._decision(s, now, s.desired, f"{why}, but {s.broken} is crash-looping or failed: "
-                                                         f"fix it first, more copies will not help")
+                return to(s.desired, "broken-slot",
+                          f"{why}, but {s.broken} is crash-looping or failed: fix it first, more copies will not help")
             if s.host_cpu is not None and s.host_cpu >= p.cpu_saturated:
-                return self._decision(s, now, s.desired, f"{why}, but host CPU is {s.host_cpu:.0%}: CPU-bound, "
-                                                         f"more workers will not help")
+                return to(s.desired, "cpu-bound",
+                          f"{why}, but host CPU is {s.host_cpu:.0%}: CPU-bound, more workers will not help")
             if s.desired >= hi:
-                return self._decision(s, now, s.desired, f"{why}, at max {hi}")
+                return to(s.desired, "at-max", f"{why}, at max {hi}")
             if now - self.last_up < p.up_cooldown or s.running < s.desired:
-                return self._decision(s, now, s.desired, f"{why}, waiting for the last step to take effect")
+                return to(s.desired, "cooldown", f"{why}, waiting for the last step to take effect")
             wanted = math.ceil(s.desired * max(s.busy, p.busy_up) / p.busy_target)
             target = min(hi, max(s.desired + 1, min(wanted, 2 * max(1, s.desired))))
-            return self._decision(s, now, target, why)
+            return to(target, "busy" if s.busy >= p.busy_up else "backlog", why)
         if s.busy < p.busy_down and not growing and s.desired > lo:
             if self.calm_since is None:
                 self.calm_since = now
             calm = now - self.calm_since
             if calm < p.calm_window:
-                return self._decision(s, now, s.desired, f"{busy}, calm for {calm:.0f} of {p.calm_window:.0f} s")
+                return to(s.desired, "calm-wait", f"{busy}, calm for {calm:.0f} of {p.calm_window:.0f} s")
             if s.busy * s.desired / (s.desired - 1) >= p.busy_up:
-                return self._decision(s, now, s.desired, f"{busy}, one worker less would be too busy")
-            return self._decision(s, now, s.desired - 1, f"{busy}, calm for {calm:.0f} s")
+                return to(s.desired, "hold-busy", f"{busy}, one worker less would be too busy")
+            return to(s.desired - 1, "calm", f"{busy}, calm for {calm:.0f} s")
         self.calm_since = None
-        return self._decision(s, now, s.desired, f"steady: {busy}")
+        return to(s.desired, "steady", f"steady: {busy}")
 
     def applied(self, count: int, now: float) -> None:
         """The controller changed the count to ``count``: start the cool-down or the next calm window."""
@@ -184,10 +189,10 @@ class RouteScaler:
         self.pinned, self.pin_reason = True, f"set to {desired} by hand (was {self.expected})"
         self.expected, self.pending, self.calm_since = desired, None, None
 
-    def _decision(self, s: RouteSignals, now: float, target: int, reason: str) -> Decision:
+    def _decision(self, s: RouteSignals, now: float, target: int, code: str, reason: str) -> Decision:
         action = "up" if target > s.desired else "down" if target < s.desired else "hold"
         return Decision(route=s.route, mode=self.settings.mode, time=now, current=s.desired,
-                        recommended=target, action=action, reason=reason, pinned=self.pinned)
+                        recommended=target, action=action, code=code, reason=reason, pinned=self.pinned)
 
 
 def route_signals(old: FleetSnapshot, new: FleetSnapshot, route: str, *, backlog_growth: float | None = None,
@@ -354,7 +359,7 @@ class AutoscaleController:
         """The newest decisions in the shape the metrics collector exports."""
         from .metrics import RouteRecommendation
 
-        return [RouteRecommendation(d.route, d.mode, d.recommended, d.reason, d.pinned)
+        return [RouteRecommendation(d.route, d.mode, d.recommended, d.code, d.pinned)
                 for d in self._latest.values()]
 
 

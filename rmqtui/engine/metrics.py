@@ -84,7 +84,7 @@ class RouteRecommendation:
     route: str
     mode: str  # "off" | "suggest" | "on"
     recommended: int
-    reason: str
+    reason: str  # a stable code ("busy", "calm", "cpu-bound", ...): a label must not change every second
     pinned: bool = False
 
 
@@ -209,7 +209,7 @@ class FleetCollector:
     def _autoscale(self, recs: list[RouteRecommendation]):
         count = GaugeMetricFamily(PREFIX + "autoscale_recommended_workers",
                                   "Workers the autoscaler recommends for the route.", labels=["route", "mode"])
-        info = InfoMetricFamily(PREFIX + "autoscale", "The autoscaler's latest reason for the route.",
+        info = InfoMetricFamily(PREFIX + "autoscale", "The rule behind the autoscaler's latest recommendation.",
                                 labels=["route"])
         for rec in recs:
             count.add_metric([rec.route, rec.mode], rec.recommended)

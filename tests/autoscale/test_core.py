@@ -152,3 +152,10 @@ def test_parse_autoscale_errors(table, words):
     with pytest.raises(ValueError) as err:
         parse_autoscale(table, where="routes[0]")
     assert words in str(err.value) and str(err.value).startswith("routes[0]"), str(err.value)
+
+
+def test_every_decision_carries_a_stable_code():
+    s = RouteScaler(ON)
+    codes = {s.decide(sig(2, 0.95), 0.0).code, RouteScaler(ON).decide(sig(2, 0.99, host_cpu=0.99), 0.0).code,
+             RouteScaler(ON).decide(sig(2, 0.5, backlog_growth=50.0), 0.0).code}
+    assert codes == {"busy", "cpu-bound", "backlog"}, f"codes: {codes}"
