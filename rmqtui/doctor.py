@@ -270,6 +270,10 @@ def run_checks(config, *, probes: int = 20) -> list[Check]:
             return checks
         checks.append(check_share(access, config.fleet.group, nonce, probes))
         checks.append(check_queue(access, nonce))
+        if temp is None and not b.embedded:
+            checks.append(Check("persistence", INFO, "not visible over MQTT: make sure the broker saves sessions "
+                                                     "(Mosquitto: `persistence true`), or a broker restart loses "
+                                                     "every queued message"))
         return checks
     finally:
         if temp is not None:
