@@ -240,7 +240,7 @@ def check_queue(access, nonce: str) -> Check:
 def run_checks(config, *, probes: int = 20) -> list[Check]:
     """Every check for ``config``; starts a temporary embedded broker when the config needs one."""
     from .engine.broker import BrokerError, EmbeddedBroker
-    from .engine.broker_sys import BrokerAccess
+    from .engine.broker_sys import broker_settings
 
     nonce = secrets.token_hex(4)
     checks = check_runtime_dirs(config.path) + [check_groups(config)]
@@ -262,7 +262,7 @@ def run_checks(config, *, probes: int = 20) -> list[Check]:
         checks.append(Check("embedded broker", OK, f"a temporary private Mosquitto started on {host}:{port} "
                                                    f"with rmqtui's settings (persistence on, no queue cap)"))
     try:
-        access = BrokerAccess.from_config(b, host, port)
+        access = broker_settings(b, host, port)
         checks.append(check_prefix(config, host, port, fleets))
         connect = check_connect(access, nonce)
         checks.append(connect)

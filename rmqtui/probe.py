@@ -14,7 +14,8 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from .engine.broker_sys import BrokerAccess
+from .engine.broker_sys import make_client
+from .engine.protocol import BrokerSettings
 
 
 class ProbeError(Exception):
@@ -34,7 +35,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
 class Probe:
     """One connected client that counts what it receives per payload."""
 
-    def __init__(self, access: BrokerAccess, client_id: str, *, clean: bool = True, timeout: float = 5.0) -> None:
+    def __init__(self, access: BrokerSettings, client_id: str, *, clean: bool = True, timeout: float = 5.0) -> None:
         self.access = access
         self.client_id = client_id
         self.timeout = timeout
@@ -42,7 +43,7 @@ class Probe:
         self._lock = threading.Lock()
         self._connack: object = None
         self._subacks: dict[int, list] = {}
-        self.client = access.client(client_id, clean=clean)
+        self.client = make_client(access, client_id, clean=clean)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from .protocol import BrokerSettings
+
 #: ``$SYS`` topic -> the :class:`BrokerStats` field it fills.
 SYS_TOPICS = {
     "$SYS/broker/store/messages/count": "store_messages",
@@ -44,43 +46,29 @@ class BrokerStats:
     version: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAccess:
-    """How to reach a broker: address, credentials and TLS (the fields of ``[broker]`` that matter)."""
+def broker_settings(broker, host: str | None = None, port: int | None = None) -> BrokerSettings:
+    """Connection settings from a ``BrokerConfig``; ``host``/``port`` override it (the embedded broker may move)."""
+    tls = broker.tls
+    return BrokerSettings(host=host or broker.host, port=port or broker.port, protocol=broker.protocol,
+                          username=broker.username, password=broker.password, keepalive=broker.keepalive,
+                          tls_ca=tls.ca if tls else None, tls_cert=tls.cert if tls else None,
+                          tls_key=tls.key if tls else None, tls_insecure=tls.insecure if tls else False)
 
-    host: str
-    port: int
-    protocol: str = "v3.1.1"
-    username: str = ""
-    password: str = ""
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_insecure: bool = False
 
-    @classmethod
-    def from_config(cls, broker, host: str | None = None, port: int | None = None) -> "BrokerAccess":
-        """From a ``BrokerConfig``; ``host``/``port`` override it (the embedded broker may have moved)."""
-        tls = broker.tls
-        return cls(host=host or broker.host, port=port or broker.port, protocol=broker.protocol,
-                   username=broker.username, password=broker.password,
-                   tls_ca=tls.ca if tls else None, tls_cert=tls.cert if tls else None,
-                   tls_key=tls.key if tls else None, tls_insecure=tls.insecure if tls else False)
-
-    def client(self, client_id: str, *, clean: bool = True) -> mqtt.Client:
-        """A paho client set up with these credentials and TLS, not connected yet."""
-        v5 = self.protocol == "v5"
-        kwargs = {} if v5 else {"clean_session": clean}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
-        if self.username:
-            client.username_pw_set(self.username, self.password or None)
-        if self.tls_ca or self.tls_cert:
-            client.tls_set(ca_certs=self.tls_ca, certfile=self.tls_cert, keyfile=self.tls_key,
-                           cert_reqs=ssl.CERT_NONE if self.tls_insecure else ssl.CERT_REQUIRED)
-            if self.tls_insecure:
-                client.tls_insecure_set(True)
-        return client
+def make_client(b: BrokerSettings, client_id: str, *, clean: bool = True) -> mqtt.Client:
+    """A paho client with the settings' protocol, credentials and TLS, not connected yet."""
+    v5 = b.protocol == "v5"
+    kwargs = {} if v5 else {"clean_session": clean}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
+    if b.username:
+        client.username_pw_set(b.username, b.password or None)
+    if b.tls_ca or b.tls_cert:
+        client.tls_set(ca_certs=b.tls_ca, certfile=b.tls_cert, keyfile=b.tls_key,
+                       cert_reqs=ssl.CERT_NONE if b.tls_insecure else ssl.CERT_REQUIRED)
+        if b.tls_insecure:
+            client.tls_insecure_set(True)
+    return client
 
 
 class BrokerSysReader:
@@ -90,7 +78,7 @@ class BrokerSysReader:
     a gap; :meth:`stats` never blocks.
     """
 
-    def __init__(self, access: BrokerAccess, client_id: str | None = None) -> None:
+    def __init__(self, access: BrokerSettings, client_id: str | None = None) -> None:
         self.access = access
         self.client_id = client_id or f"rmqtui-sys-{os.getpid()}-{time.time_ns() % 1_000_000}"
         self._values: dict[str, object] = {}
@@ -101,7 +89,7 @@ class BrokerSysReader:
 
     def start(self) -> None:
         """Connect in the background (returns at once; figures appear as the broker sends them)."""
-        client = self.access.client(self.client_id)
+        client = make_client(self.access, self.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *a: self.connected.clear()
         client.on_message = self._on_message

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .autoscale import AutoscaleController, AutoscaleSettings, parse_autoscale
-from .broker_sys import BrokerAccess, BrokerSysReader
+from .broker_sys import BrokerSysReader, broker_settings
 from .metrics import FleetCollector, MetricsServer, MetricsSettings, MetricsSettingsError, parse_metrics_settings
 
 
@@ -58,7 +58,7 @@ class OpsServices:
         if not (s.autoscaled or s.metrics.port):
             return self
         broker = self.fleet.snapshot().broker  # the embedded broker may have moved off the configured port
-        self.sys_reader = BrokerSysReader(BrokerAccess.from_config(self.broker_config, broker.host, broker.port))
+        self.sys_reader = BrokerSysReader(broker_settings(self.broker_config, broker.host, broker.port))
         self.sys_reader.start()
         if s.autoscaled:
             self.autoscaler = AutoscaleController(self.fleet, s.autoscale, broker_stats=self.sys_reader.stats)

@@ -59,47 +59,41 @@ def busy_run(desired: int, busy: float, times: range) -> list[FleetSnapshot]:
     return [snapshot(float(t), desired, [busy * t] * desired, handled=t) for t in times]
 
 
-def test_on_mode_scales_and_logs_the_decision():
-    fleet = FixedFleet(busy_run(2, 0.9, range(0, 12)))
-    ctl = AutoscaleController(fleet, {"r": AutoscaleSettings("on", 1, 6)}, policy=Policy(window=5),
-                              host_cpu=lambda: None)
-    for _ in range(12):
+def run_controller(mode: str, busy: float, rounds: int = 12, **kw) -> tuple[FixedFleet, AutoscaleController]:
+    """``rounds`` steps, one per second of scripted snapshots, with a 5 s window and no host CPU unless given."""
+    fleet = FixedFleet(busy_run(2, busy, range(rounds)))
+    kw.setdefault("host_cpu", lambda: None)
+    ctl = AutoscaleController(fleet, {"r": AutoscaleSettings(mode, 1, 6)}, policy=Policy(window=5), **kw)
+    for _ in range(rounds):
         ctl.step()
+    return fleet, ctl
+
+
+def test_on_mode_scales_and_logs_the_decision():
+    fleet, ctl = run_controller("on", 0.9)
     assert fleet.calls and fleet.calls[0] == ("r", 3), f"ceil(2 * 0.9 / 0.6) = 3: {fleet.calls}"
     applied = [d for d in ctl.history if d.applied]
     assert applied and applied[0].recommended == 3 and "busy 90%" in applied[0].reason, f"{list(ctl.history)}"
     rec = ctl.recommendations()[0]
-    assert (rec.route, rec.mode) == ("r", "on") and rec.reason, f"{rec}"
+    assert (rec.route, rec.mode, rec.reason) == ("r", "on", "busy"), f"{rec}"
     assert ctl.state()[0]["route"] == "r", "JSON-able state for the TUI and --json"
 
 
 def test_suggest_mode_never_scales():
-    fleet = FixedFleet(busy_run(2, 0.95, range(0, 12)))
-    ctl = AutoscaleController(fleet, {"r": AutoscaleSettings("suggest", 1, 6)}, policy=Policy(window=5),
-                              host_cpu=lambda: None)
-    for _ in range(12):
-        ctl.step()
+    fleet, ctl = run_controller("suggest", 0.95)
     assert fleet.calls == [], f"suggest must not act: {fleet.calls}"
     assert ctl.latest()["r"].recommended == 4 and ctl.latest()["r"].action == "up", f"{ctl.latest()}"
 
 
 def test_broker_store_growth_reaches_the_core():
-    fleet = FixedFleet(busy_run(2, 0.5, range(0, 12)))
     store = iter(range(0, 10_000, 100))
-    ctl = AutoscaleController(fleet, {"r": AutoscaleSettings("suggest", 1, 6)}, policy=Policy(window=5),
-                              broker_stats=lambda: BrokerStats(store_messages=next(store)), host_cpu=lambda: None)
-    for _ in range(12):
-        ctl.step()
+    _, ctl = run_controller("suggest", 0.5, broker_stats=lambda: BrokerStats(store_messages=next(store)))
     d = ctl.latest()["r"]
     assert d.action == "up" and "backlog +100/s" in d.reason, f"{d}"
 
 
 def test_host_cpu_guard_reaches_the_core():
-    fleet = FixedFleet(busy_run(2, 0.95, range(0, 12)))
-    ctl = AutoscaleController(fleet, {"r": AutoscaleSettings("on", 1, 6)}, policy=Policy(window=5),
-                              host_cpu=lambda: 0.99)
-    for _ in range(12):
-        ctl.step()
+    fleet, ctl = run_controller("on", 0.95, host_cpu=lambda: 0.99)
     assert fleet.calls == [] and "CPU-bound" in ctl.latest()["r"].reason, f"{ctl.latest()}"
 
 

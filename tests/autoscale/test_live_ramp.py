@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 
 from rmqtui.engine.autoscale import AutoscaleController, AutoscaleSettings, Policy
-from rmqtui.engine.broker_sys import BrokerAccess, BrokerSysReader
+from rmqtui.engine.broker_sys import BrokerSysReader
+from rmqtui.engine.protocol import BrokerSettings
 from rmqtui.engine.topics import TopicPattern
 from rmqtui.loadgen import publish_load
 from tests.engine.conftest import live_workers, wait_for
@@ -31,7 +32,7 @@ def test_ramp_grows_then_shrinks_with_nothing_lost(project, start_fleet):
     fleet = start_fleet(project.write([route]))
     wait_for(lambda: [w for w in live_workers(fleet) if w.state.value == "subscribed"], what="the first worker")
     snap = fleet.snapshot()
-    reader = BrokerSysReader(BrokerAccess(snap.broker.host, snap.broker.port))
+    reader = BrokerSysReader(BrokerSettings(snap.broker.host, snap.broker.port))
     reader.start()
     # host_cpu is fixed: this test shares two cores with other jobs, and the CPU guard is covered by the core tests
     ctl = AutoscaleController(fleet, {"work": AutoscaleSettings("on", 1, 4)},

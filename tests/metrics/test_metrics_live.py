@@ -6,7 +6,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from rmqtui.engine.broker_sys import BrokerAccess, BrokerSysReader
+from rmqtui.engine.broker_sys import BrokerSysReader
+from rmqtui.engine.protocol import BrokerSettings
 from rmqtui.engine.metrics import FleetCollector, MetricsServer, RouteRecommendation
 from tests.engine.conftest import live_workers, publish, wait_for
 
@@ -66,7 +67,7 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
     wait_for(lambda: len([w for w in live_workers(fleet) if w.state.value == "subscribed"]) == 2,
              what="two subscribed workers")
     snap = fleet.snapshot()
-    reader = BrokerSysReader(BrokerAccess(host=snap.broker.host, port=snap.broker.port))
+    reader = BrokerSysReader(BrokerSettings(host=snap.broker.host, port=snap.broker.port))
     reader.start()
     recs = lambda: [RouteRecommendation("sensors", "suggest", 2, "steady: busy 3% of the time")]  # noqa: E731
     server = MetricsServer(FleetCollector(fleet.snapshot, reader.stats, recs), port=0)
