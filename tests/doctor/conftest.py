@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rmqtui.engine.broker import free_port, mqtt_ping
+from rmqtui.engine.broker import free_port, port_is_free
 from tests.engine.conftest import wait_for
 
 
@@ -40,7 +42,9 @@ def start_broker(tmp_path):
         log = open(tmp_path / f"{kind}-{port}.log", "wb")
         if kind == "mosquitto":
             conf = tmp_path / f"mosquitto-{port}.conf"
-            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}")
+            anonymous = "" if "allow_anonymous" in extra else "allow_anonymous true\n"
+            me = pwd.getpwuid(os.getuid()).pw_name  # as root, Mosquitto would switch to a user that cannot read tmp
+            conf.write_text(f"listener {port} 127.0.0.1\nuser {me}\n{anonymous}{extra}")
             cmd = [_mosquitto(), "-c", str(conf)]
         else:
             exe = Path(sys.executable).parent / "amqtt"
@@ -52,7 +56,7 @@ def start_broker(tmp_path):
             cmd = [str(exe), "-c", str(conf)]
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL))
         log.close()
-        wait_for(lambda: mqtt_ping("127.0.0.1", port) or procs[-1].poll() is not None, timeout=20,
+        wait_for(lambda: not port_is_free("127.0.0.1", port) or procs[-1].poll() is not None, timeout=20,
                  what=f"{kind} to answer on port {port}")
         assert procs[-1].poll() is None, f"{kind} exited: {(tmp_path / f'{kind}-{port}.log').read_text()[-500:]}"
         return port

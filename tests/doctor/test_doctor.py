@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from rmqtui.doctor import FAIL, OK, Check, check_groups, check_prefix, check_runtime_dirs, cmd_doctor
@@ -11,14 +12,14 @@ from rmqtui.engine.config import load
 HANDLER = "def handle(msg):\n    pass\n"
 
 
-def write_config(root: Path, port: int, *, prefix: str = "", routes: str = "") -> Path:
+def write_config(root: Path, port: int, *, prefix: str = "", routes: str = "", broker: str = "") -> Path:
     (root / "hd").mkdir(exist_ok=True)
     (root / "hd" / "__init__.py").write_text("")
     (root / "hd" / "h.py").write_text(HANDLER)
     routes = routes or '[[routes]]\nname = "a"\ntopic = "a/{x}"\nhandler = "hd.h:handle"\n'
     fleet = f'group = "g"\nhandlers = "hd"\n' + (f'client_prefix = "{prefix}"\n' if prefix else "")
     path = root / "routemq.toml"
-    path.write_text(f'[broker]\nembedded = false\nhost = "127.0.0.1"\nport = {port}\n\n[fleet]\n{fleet}\n{routes}')
+    path.write_text(f'[broker]\nembedded = false\nhost = "127.0.0.1"\nport = {port}\n{broker}\n[fleet]\n{fleet}\n{routes}')
     return path
 
 
@@ -49,6 +50,22 @@ def test_all_ok_on_a_broker_set_up_for_at_least_once(private_dirs, start_broker,
     out = capsys.readouterr().out
     assert code == 0 and "all checks passed" in out, f"every check should pass:\n{out}"
     assert "50 probes each arrived exactly once" in out, out
+
+
+def test_credentials_and_v5(private_dirs, start_broker, capsys, monkeypatch):
+    pw = private_dirs / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "doc", "s3cret"], check=True, capture_output=True)
+    port = start_broker("mosquitto", f"allow_anonymous false\npassword_file {pw}\nmax_queued_messages 0\n")
+    path = write_config(private_dirs, port, broker='protocol = "v5"\nusername = "doc"\npassword_env = "DOC_PW"\n')
+    monkeypatch.setenv("DOC_PW", "wrong")
+    code = cmd_doctor(["-c", str(path)])
+    out = capsys.readouterr().out
+    broker = lines(out, "broker")
+    assert code == 1 and "FAIL" in broker and "password_env" in broker, f"a wrong password fails with the fix:\n{out}"
+    monkeypatch.setenv("DOC_PW", "s3cret")
+    code = cmd_doctor(["-c", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "accepts MQTT v5, user 'doc'" in out and "all checks passed" in out, out
 
 
 def test_fails_with_the_fix_on_a_broker_that_swallows_share(private_dirs, start_broker, capsys):
