@@ -68,6 +68,28 @@ def test_credentials_and_v5(private_dirs, start_broker, capsys, monkeypatch):
     assert code == 0 and "accepts MQTT v5, user 'doc'" in out and "all checks passed" in out, out
 
 
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA) and its key."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_with_the_right_ca_passes_and_a_wrong_one_fails_with_the_fix(private_dirs, start_broker, capsys):
+    cert, key = self_signed(private_dirs, "server")
+    other, _ = self_signed(private_dirs, "other")
+    port = start_broker("mosquitto", f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\nmax_queued_messages 0\n")
+    code = cmd_doctor(["-c", str(write_config(private_dirs, port, broker=f'[broker.tls]\nca = "{cert}"\n'))])
+    out = capsys.readouterr().out
+    assert code == 0 and "accepts MQTT v3.1.1, anonymous, TLS" in out, f"TLS with the right CA:\n{out}"
+    code = cmd_doctor(["-c", str(write_config(private_dirs, port, broker=f'[broker.tls]\nca = "{other}"\n'))])
+    out = capsys.readouterr().out
+    broker = lines(out, "broker")
+    assert code == 1 and "FAIL" in broker and "fix: check [broker.tls] ca" in broker, f"a wrong CA:\n{out}"
+
+
 def test_fails_with_the_fix_on_a_broker_that_swallows_share(private_dirs, start_broker, capsys):
     port = start_broker("amqtt")
     code = cmd_doctor(["-c", str(write_config(private_dirs, port))])
