@@ -36,27 +36,30 @@ WORKER_LABELS = ("route", "worker")
 class MonotonicCounters:
     """Keeps exported per-slot counters from ever going backwards.
 
-    A counter that drops (a new process of the slot, or a slot removed and added
-    again) is taken to have restarted from zero: the value exported before the
-    drop becomes an offset added to everything that follows.
+    A counter that drops (a slot removed and added again) or whose ``epoch``
+    changes (a per-process figure such as CPU time, under a new pid) is taken to
+    have restarted from zero: the value exported before becomes an offset added
+    to everything that follows.
     """
 
     def __init__(self) -> None:
-        self._state: dict[tuple[str, str], tuple[float, float]] = {}  # (family, slot) -> (offset, last raw)
+        # (family, slot) -> (offset, last raw, epoch of the last raw)
+        self._state: dict[tuple[str, str], tuple[float, float, object]] = {}
         self._lock = threading.Lock()
 
-    def value(self, family: str, slot: str, raw: float) -> float:
+    def value(self, family: str, slot: str, raw: float, epoch: object = None) -> float:
         """The monotonic value of ``family`` for ``slot`` given the snapshot's ``raw`` value."""
         key = (family, slot)
         with self._lock:
-            offset, last = self._state.get(key, (0.0, 0.0))
-            if raw < last:
+            offset, last, last_epoch = self._state.get(key, (0.0, 0.0, epoch))
+            if raw < last or epoch != last_epoch:
                 offset += last
-            self._state[key] = (offset, raw)
+            self._state[key] = (offset, raw, epoch)
             return offset + raw
 
 
-#: Counters read straight from a worker snapshot: (family suffix, attribute, help).
+#: Counters read straight from a worker snapshot: (family suffix, attribute, help).  All but CPU
+#: time are kept per slot by the supervisor; CPU time is per process (see ``_PER_PROCESS``).
 _WORKER_COUNTERS = (
     ("worker_messages_received", "received", "Messages delivered to the worker by the broker."),
     ("worker_messages_handled", "handled", "Messages the handler completed."),
@@ -66,6 +69,8 @@ _WORKER_COUNTERS = (
     ("worker_restarts", "restarts", "Times the slot's process was started again."),
     ("worker_cpu_seconds", "cpu_seconds", "CPU time (user + system) of the slot's processes."),
 )
+
+_PER_PROCESS = frozenset({"cpu_seconds"})
 
 #: Gauges read from a worker snapshot (None = not known, then the sample is left out).
 _WORKER_GAUGES = (
@@ -99,20 +104,24 @@ class FleetCollector:
         self._recommendations = recommendations
         self.counters = MonotonicCounters()
         self._previous: FleetSnapshot | None = None  # the snapshot of the last scrape, for the share skew
+        self._collect_lock = threading.Lock()
 
     def describe(self):
         """Nothing up front: families depend on the fleet, so registration must not call collect()."""
         return []
 
     def collect(self):
-        """Every rmqtui metric family for the latest snapshot."""
-        snap = self._snapshot()
-        yield from self._fleet(snap)
-        yield from self._routes(snap)
-        yield from self._workers(snap)
-        yield from self._broker(snap)
-        if self._recommendations is not None:
-            yield from self._autoscale(list(self._recommendations()))
+        """Every rmqtui metric family for the latest snapshot.
+
+        One scrape at a time: the HTTP server is threaded, and two scrapes that fed
+        the counters snapshots out of order would look like a counter reset.
+        """
+        with self._collect_lock:
+            snap = self._snapshot()
+            families = [*self._fleet(snap), *self._routes(snap), *self._workers(snap), *self._broker(snap)]
+            if self._recommendations is not None:
+                families += self._autoscale(list(self._recommendations()))
+            return families
 
     def _fleet(self, snap: FleetSnapshot):
         info = InfoMetricFamily(PREFIX + "build", "rmqtui version and Python it runs on.")
@@ -172,7 +181,8 @@ class FleetCollector:
             for family, (name, attr, _) in zip(counters, _WORKER_COUNTERS):
                 raw = getattr(w, attr, None)
                 if raw is not None:
-                    family.add_metric(labels, self.counters.value(name, w.id, float(raw)))
+                    epoch = w.pid if attr in _PER_PROCESS else None
+                    family.add_metric(labels, self.counters.value(name, w.id, float(raw), epoch))
             for family, (_, attr, _) in zip(gauges, _WORKER_GAUGES):
                 value = getattr(w, attr, None)
                 if value is not None:

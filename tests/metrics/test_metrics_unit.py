@@ -20,6 +20,13 @@ def test_counter_survives_two_resets():
     assert out == 16, f"10, then 2, then 4 after the second reset: 16, got {out}"
 
 
+def test_per_process_counter_resets_on_a_new_pid_even_when_it_grew():
+    c = MonotonicCounters()
+    c.value("cpu", "r/0", 0.2, epoch=101)
+    assert c.value("cpu", "r/0", 0.3, epoch=202) == pytest.approx(0.5), "a new process's 0.3 s adds to the old one's 0.2 s"
+    assert c.value("cpu", "r/0", 0.4, epoch=202) == pytest.approx(0.6), "same process: no new offset"
+
+
 @pytest.mark.parametrize("doc, expected", [
     ({}, MetricsSettings()),
     ({"metrics": {"listen": 9464}}, MetricsSettings("127.0.0.1", 9464)),
