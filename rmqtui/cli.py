@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import exitcodes
+from .doctor import register as _register_doctor
 from .engine.broker import BrokerError
 
 DEFAULT_CONFIG = "routemq.toml"
@@ -85,7 +86,7 @@ def _run_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="rmqtui",
         description="Supervise a local fleet of MQTT shared-subscription workers. "
-                    "Subcommands: init, check, load (see `rmqtui SUBCOMMAND --help`). "
+                    "Subcommands: init, check, load, doctor (see `rmqtui SUBCOMMAND --help`). "
                     "Exit status: 0 clean stop, 1 runtime failure, 2 bad input, 130 forced stop.")
     _config_arg(ap)
     ap.add_argument("--no-ui", action="store_true", help="run headless: status lines instead of the TUI")
@@ -307,6 +308,7 @@ def _fleet_address(config) -> tuple[str, int]:
 
 
 COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run}
+_register_doctor(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,6 +132,8 @@ class EmbeddedBroker:
             f"persistence_location {self.dir}/\n"
             "autosave_interval 2\n"
             "set_tcp_nodelay true\n"
+            "# $SYS every 2 s: the store count feeds the autoscaler's backlog trend and /metrics\n"
+            "sys_interval 2\n"
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "connection_messages false\n"

@@ -68,6 +68,7 @@ class WorkerSnapshot:
     handler_seconds: float = 0.0  # total time spent inside the handler
     in_flight: int = 0
     cpu_percent: float | None = None
+    cpu_seconds: float | None = None  # CPU time of the current process (resets when it restarts)
     rss: int | None = None  # bytes
     uss: int | None = None  # bytes
     fds: int | None = None

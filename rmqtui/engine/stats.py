@@ -28,6 +28,7 @@ class ProcessSample:
     fds: int | None
     threads: int | None
     create_time: float | None
+    cpu_seconds: float | None = None  # user + system CPU time of the process so far
 
 
 class ProcessSampler:
@@ -97,7 +98,7 @@ class ProcessSampler:
                 self._procs.pop(pid, None)
                 continue
             except (psutil.AccessDenied, PermissionError):
-                sample = ProcessSample(None, None, None, None, None, None)
+                sample = ProcessSample(None, None, None, None, None, None, None)
             samples[pid] = sample
         with self._lock:
             self._samples = samples
@@ -133,7 +134,7 @@ class ProcessSampler:
         cpu = round(100.0 * (used - last[1]) / (now - last[0]), 1) if last and now > last[0] else None
         if want_uss:
             self._uss[pid] = unique_set_size(proc or psutil.Process(pid))
-        return ProcessSample(cpu, rss, self._uss.get(pid), fds, threads, self._created.get(pid))
+        return ProcessSample(cpu, rss, self._uss.get(pid), fds, threads, self._created.get(pid), used)
 
 
 _PROC_STAT = os.path.exists(f"/proc/{os.getpid()}/stat") and os.path.isdir(f"/proc/{os.getpid()}/fd")
@@ -161,3 +162,16 @@ def unique_set_size(proc: psutil.Process) -> int | None:
     except PermissionError:
         raise psutil.AccessDenied(proc.pid) from None
     return proc.memory_full_info().uss
+
+
+def host_cpu_fraction() -> float | None:
+    """Busy fraction of all the host's cores since the previous call (None on the first call)."""
+    global _host_cpu_primed
+    value = psutil.cpu_percent(None)
+    if not _host_cpu_primed:
+        _host_cpu_primed = True
+        return None
+    return value / 100.0
+
+
+_host_cpu_primed = False

@@ -1,0 +1,78 @@
+"""The optional services around a running fleet: ``$SYS`` reader, autoscaler, ``/metrics``.
+
+One call starts what routemq.toml asks for and one call stops it, so a front end
+(headless, TUI) wires them with two lines and the config package only has to
+hand over the raw keys (``[metrics] listen``; per route ``autoscale``, ``min``, ``max``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .autoscale import AutoscaleController, AutoscaleSettings, parse_autoscale
+from .broker_sys import BrokerSysReader, broker_settings
+from .metrics import FleetCollector, MetricsServer, MetricsSettings, MetricsSettingsError, parse_metrics_settings
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSettings:
+    """What routemq.toml asks for beyond the fleet itself."""
+
+    metrics: MetricsSettings = MetricsSettings()
+    autoscale: dict[str, AutoscaleSettings] = field(default_factory=dict)  # route name -> settings
+
+    @property
+    def autoscaled(self) -> bool:
+        """True when any route is in ``suggest`` or ``on`` mode."""
+        return any(s.mode != "off" for s in self.autoscale.values())
+
+
+def parse_ops_settings(doc: Mapping) -> OpsSettings:
+    """Read ``[metrics]`` and the routes' autoscale keys from the raw TOML document (ValueError with the fix)."""
+    try:
+        metrics = parse_metrics_settings(doc)
+    except MetricsSettingsError as exc:
+        raise ValueError(str(exc)) from None
+    autoscale = {}
+    for i, route in enumerate(doc.get("routes", []) or []):
+        if isinstance(route, Mapping) and isinstance(route.get("name"), str):
+            autoscale[route["name"]] = parse_autoscale(route, where=f"[[routes]] {route['name']!r}")
+    return OpsSettings(metrics, autoscale)
+
+
+class OpsServices:
+    """Starts and stops the services ``settings`` asks for, around one fleet (any ``FleetControl``)."""
+
+    def __init__(self, fleet, broker_config, settings: OpsSettings) -> None:
+        self.fleet = fleet
+        self.broker_config = broker_config
+        self.settings = settings
+        self.sys_reader: BrokerSysReader | None = None
+        self.autoscaler: AutoscaleController | None = None
+        self.metrics: MetricsServer | None = None
+
+    def start(self) -> "OpsServices":
+        """Start the ``$SYS`` reader when anything needs it, then the autoscaler and ``/metrics``."""
+        s = self.settings
+        if not (s.autoscaled or s.metrics.port):
+            return self
+        broker = self.fleet.snapshot().broker  # the embedded broker may have moved off the configured port
+        self.sys_reader = BrokerSysReader(broker_settings(self.broker_config, broker.host, broker.port))
+        self.sys_reader.start()
+        if s.autoscaled:
+            self.autoscaler = AutoscaleController(self.fleet, s.autoscale, broker_stats=self.sys_reader.stats)
+            self.autoscaler.start()
+        if s.metrics.port:
+            recs = self.autoscaler.recommendations if self.autoscaler else None
+            self.metrics = MetricsServer(FleetCollector(self.fleet.snapshot, self.sys_reader.stats, recs),
+                                         s.metrics.host, s.metrics.port)
+            self.metrics.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop everything started, newest first."""
+        for service in (self.metrics, self.autoscaler, self.sys_reader):
+            if service is not None:
+                service.stop()
+        self.metrics = self.autoscaler = self.sys_reader = None
