@@ -1,0 +1,9 @@
+import json
+
+from app.evidence import record
+
+
+async def run_command(device_id, command, payload, client):
+    """Acknowledges a command on replies/<device_id>, as RouteMQ handlers reply: client.publish."""
+    record(route="command", device_id=device_id, command=command, payload=payload)
+    client.publish(f"replies/{device_id}", json.dumps({"command": command, "ok": True, "payload": payload}), qos=1)
