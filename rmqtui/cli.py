@@ -23,6 +23,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def _load_config(path: str):
     from .engine.config import ConfigError, load
+    from .routemq.commands import load_config_with_dotenv
+    from .routemq.dotenv import DotEnvError
 
     p = Path(path)
     if not p.exists():
@@ -31,7 +33,10 @@ def _load_config(path: str):
                               "run `rmqtui init` to write a starter routemq.toml and app_routes/ here, "
                               "or pass --config PATH")
         raise ConfigError(p, "the file does not exist", "check the path given to --config")
-    return load(p)
+    try:
+        return load_config_with_dotenv(p, load)
+    except DotEnvError as e:
+        raise ConfigError(e.path, e.problem, e.fix, line=e.line) from None
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -46,6 +51,9 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                     help="the workers' log level (overrides the config)")
     ap.add_argument("--port", type=int, help="broker port (overrides the config)")
+    ap.add_argument("--routemq-app", metavar="DIR", help="run the RouteMQ project in DIR (writes its "
+                    "routemq.toml first when missing, see `rmqtui init --from-routemq`)")
+    ap.add_argument("--routers", default="app.routers", help="with --routemq-app: the routers package")
     from . import __version__
 
     ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
@@ -58,6 +66,13 @@ def cmd_run(argv: list[str]) -> int:
         return _fail("--interval must be a positive number of seconds")
     from .engine.config import ConfigError
 
+    if args.routemq_app:
+        from .routemq.commands import config_for_app
+
+        app_config = config_for_app(args.routemq_app, args.routers)
+        if app_config is None:
+            return EXIT_USAGE
+        args.config = str(app_config)
     try:
         config = _load_config(args.config)
     except ConfigError as exc:
@@ -118,7 +133,13 @@ def cmd_init(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui init",
                                  description="Write a starter routemq.toml and app_routes/ (never overwrites).")
     ap.add_argument("directory", nargs="?", default=".")
+    ap.add_argument("--from-routemq", metavar="DIR", help="write the routemq.toml of the RouteMQ project in DIR")
+    ap.add_argument("--routers", default="app.routers", help="with --from-routemq: the routers package")
     args = ap.parse_args(argv)
+    if args.from_routemq:
+        from .routemq.commands import init_from_routemq
+
+        return init_from_routemq(args.from_routemq, args.routers)
     from .engine.starter import init_project
 
     target = Path(args.directory)
@@ -133,7 +154,13 @@ def cmd_init(argv: list[str]) -> int:
 def cmd_check(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui check", description="Validate routemq.toml and exit.")
     ap.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    ap.add_argument("--routemq-app", metavar="DIR", help="check the RouteMQ project in DIR instead")
+    ap.add_argument("--routers", default="app.routers", help="with --routemq-app: the routers package")
     args = ap.parse_args(argv)
+    if args.routemq_app:
+        from .routemq.commands import check_routemq_app
+
+        return check_routemq_app(args.routemq_app, args.routers)
     from .engine.config import ConfigError
 
     try:

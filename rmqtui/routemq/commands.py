@@ -76,3 +76,26 @@ def check_routemq_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> 
     print(f"{discovery.directory}: {len(discovery.routes)} RouteMQ routes ({shared} shared workers), "
           f"{sum(f.level == ERROR for f in findings)} errors, {sum(f.level != ERROR for f in findings)} warnings")
     return EXIT_PROBLEMS if failed else 0
+
+
+def config_for_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> Path | None:
+    """For ``rmqtui --routemq-app DIR``: the project's ``routemq.toml``, written first when missing.
+
+    ``None`` (after printing why) when the project has errors or cannot be discovered.
+    """
+    path = Path(directory) / CONFIG_NAME
+    if path.exists():
+        return path
+    return path if init_from_routemq(directory, routers) == 0 else None
+
+
+def load_config_with_dotenv(path: Path, load, environ=None):
+    """``load(path, env=...)`` with the ``.env`` beside ``path`` under the real environment, plus
+    RouteMQ's other names (TLS, client id, ``LOG_LEVEL``).  Raises the loader's error, or
+    :class:`~.dotenv.DotEnvError`."""
+    import os
+
+    from .dotenv import apply_settings, project_env
+
+    env, settings = project_env(Path(path).absolute().parent, os.environ if environ is None else environ)
+    return apply_settings(load(path, env=env), settings)
