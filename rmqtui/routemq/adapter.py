@@ -53,10 +53,11 @@ class WorkerClient:
             raise NotImplementedError(
                 "this rmqtui's Message has no publish(): a RouteMQ handler's client.publish() needs "
                 "rmqtui with handler publishing (msg.publish)")
+        if properties is not None:
+            raise NotImplementedError("client.publish(properties=...) is not available under rmqtui: "
+                                      "publish without MQTT v5 properties")
         if isinstance(payload, (int, float)) and not isinstance(payload, bool):
             payload = str(payload)  # paho sends numbers as their text
-        if properties is not None:
-            return publish(topic, payload, qos=qos, retain=retain, properties=properties)
         return publish(topic, payload, qos=qos, retain=retain)
 
     def __repr__(self) -> str:
