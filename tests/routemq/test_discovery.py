@@ -155,3 +155,16 @@ def test_check_reports_traps_and_stale_files_without_traceback(tmp_path, capsys)
     assert main(["init", "--from-routemq", str(root)]) == 2, "init refuses a project with errors"
     assert main(["check", "--routemq-app", str(tmp_path / "nowhere")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_fork_server_preload_only_for_routemq_configs(tmp_path):
+    from rmqtui.routemq import SAFE_PRELOAD, forkserver_preload
+
+    root = copy_project(tmp_path / "p")
+    assert main(["init", "--from-routemq", str(root)]) == 0
+    assert forkserver_preload(load(root / "routemq.toml")) == list(SAFE_PRELOAD), "RouteMQ config: preload SQLAlchemy"
+    assert "routemq" not in SAFE_PRELOAD, "RouteMQ reads env at import: it must load after .env, in the worker"
+    plain = tmp_path / "plain"
+    write_files(plain, {"h.py": "def f(msg):\n    pass\n",
+                        "routemq.toml": '[[routes]]\nname = "r"\ntopic = "a"\nhandler = "h:f"\n'})
+    assert forkserver_preload(load(plain / "routemq.toml")) == [], "plain configs preload nothing extra"
