@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .checks import ERROR, Finding, check_routes
+from .checks import ERROR, WARNING, Finding, check_routes
 from .discover import Discovery, discover
 from .generate import BINDING_MODULE, CONFIG_NAME, bindings, bound_topics, write_project_files
 from .project import DEFAULT_ROUTERS, ProjectError
@@ -32,6 +32,37 @@ def _print_findings(findings: list[Finding]) -> bool:
     return any(f.level == ERROR for f in findings)
 
 
+def _report(discovery: Discovery) -> list[Finding]:
+    """The checks, plus whether the generated binding module still matches the routers."""
+    findings = check_routes(discovery)
+    binding = discovery.directory / f"{BINDING_MODULE}.py"
+    topics = bound_topics(binding) if binding.exists() else None
+    if topics is None:
+        return findings
+    regenerate = f"regenerate: remove {CONFIG_NAME} and {binding.name}, then run `rmqtui init --from-routemq`"
+    current = {r.topic for r in discovery.routes}
+    for topic in sorted(current - topics):
+        findings.append(Finding(WARNING, str(binding), topic, "this RouteMQ route is not in the generated "
+                                "files, so rmqtui does not run it", regenerate))
+    for topic in sorted(topics - current):
+        findings.append(Finding(ERROR, str(binding), topic, "bound in the generated files but no longer a "
+                                "RouteMQ route: its workers would fail at start", regenerate))
+    return findings
+
+
+def _write(discovery: Discovery) -> None:
+    written, kept = write_project_files(discovery)
+    for path in kept:
+        print(f"kept existing {path} (remove it to regenerate)")
+    for path in written:
+        print(f"wrote {path}")
+    if written:
+        for b in bindings(discovery.routes):
+            r = b.route
+            pool = f"shared, {r.worker_count} worker(s)" if r.shared else "not shared, 1 worker"
+            print(f"  {b.name}: {r.topic}  qos {r.qos}, {pool}")
+
+
 def init_from_routemq(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> int:
     """Discover the project's routes and write ``routemq.toml`` + the binding module into it."""
     discovery = _discover(directory, routers)
@@ -40,15 +71,7 @@ def init_from_routemq(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> 
     if _print_findings(check_routes(discovery)):
         print("rmqtui: nothing written: fix the errors above first", file=sys.stderr)
         return EXIT_PROBLEMS
-    written, kept = write_project_files(discovery)
-    for path in kept:
-        print(f"kept existing {path} (remove it to regenerate)")
-    for path in written:
-        print(f"wrote {path}")
-    for b in bindings(discovery.routes):
-        r = b.route
-        pool = f"shared, {r.worker_count} worker(s)" if r.shared else "not shared, 1 worker"
-        print(f"  {b.name}: {r.topic}  qos {r.qos}, {pool}")
+    _write(discovery)
     print(f"next: rmqtui -c {discovery.directory / CONFIG_NAME}")
     return 0
 
@@ -58,19 +81,7 @@ def check_routemq_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> 
     discovery = _discover(directory, routers)
     if discovery is None:
         return EXIT_PROBLEMS
-    findings = check_routes(discovery)
-    binding = discovery.directory / f"{BINDING_MODULE}.py"
-    topics = bound_topics(binding) if binding.exists() else None
-    if topics is not None:
-        current = {r.topic for r in discovery.routes}
-        for topic in sorted(current - topics):
-            findings.append(Finding("warning", str(binding), topic, "this RouteMQ route is not in the "
-                                    "generated files, so rmqtui does not run it", "regenerate: remove "
-                                    f"{CONFIG_NAME} and {binding.name}, then run `rmqtui init --from-routemq`"))
-        for topic in sorted(topics - current):
-            findings.append(Finding(ERROR, str(binding), topic, "bound in the generated files but no longer "
-                                    "a RouteMQ route: its workers fail at start", "regenerate: remove "
-                                    f"{CONFIG_NAME} and {binding.name}, then run `rmqtui init --from-routemq`"))
+    findings = _report(discovery)
     failed = _print_findings(findings)
     shared = sum(r.worker_count for r in discovery.routes if r.shared)
     print(f"{discovery.directory}: {len(discovery.routes)} RouteMQ routes ({shared} shared workers), "
@@ -79,14 +90,16 @@ def check_routemq_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> 
 
 
 def config_for_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> Path | None:
-    """For ``rmqtui --routemq-app DIR``: the project's ``routemq.toml``, written first when missing.
-
-    ``None`` (after printing why) when the project has errors or cannot be discovered.
-    """
-    path = Path(directory) / CONFIG_NAME
-    if path.exists():
-        return path
-    return path if init_from_routemq(directory, routers) == 0 else None
+    """For ``rmqtui --routemq-app DIR``: check the project, write its files when missing, return
+    its ``routemq.toml``; ``None`` (after printing why) when the project has errors."""
+    discovery = _discover(directory, routers)
+    if discovery is None:
+        return None
+    if _print_findings(_report(discovery)):
+        print("rmqtui: not started: fix the errors above first", file=sys.stderr)
+        return None
+    _write(discovery)
+    return discovery.directory / CONFIG_NAME
 
 
 def load_config_with_dotenv(path: Path, load, environ=None):

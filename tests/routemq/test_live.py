@@ -74,6 +74,7 @@ def test_handlers_see_routemq_arguments_through_the_middleware(fleet, project):
         assert r["device_id"] == f"d{r['payload']['seq'] % 3}", f"{{device_id}} injected from the topic: {r}"
         assert r["payload"]["stamps"] == ["devices-group"], f"the group's middleware ran first: {r}"
         assert r["client"] == "WorkerClient" and r["greeting"] == "hello from .env", f"client/.env: {r}"
+        assert r["database"] == [True, 9], f"each worker set up RouteMQ's database models from .env: {r}"
     status = sorted((r for r in seen if r["route"] == "status"), key=lambda r: str(r["payload"]))
     assert [r["payload"] for r in status] == [{"bytes": "not json"}, {"seq": 100, "stamps": ["devices-group"]}], \
         f"JSON payloads are decoded, others arrive as bytes, as in RouteMQ: {status}"

@@ -1,0 +1,84 @@
+"""`rmqtui --routemq-app DIR` as a user runs it, and a router that breaks after init."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+
+import psutil
+import pytest
+
+from rmqtui.cli import main
+from rmqtui.engine.broker import free_port
+from rmqtui.engine.config import load
+from rmqtui.engine.supervisor import Fleet
+from tests.engine.conftest import publish
+
+from .conftest import set_port, wait_for
+
+RMQTUI = [sys.executable, "-m", "rmqtui.cli"]
+
+
+def test_routemq_app_headless_runs_counts_and_stops_cleanly(project):
+    port = free_port()
+    proc = subprocess.Popen(RMQTUI + ["--routemq-app", str(project), "--no-ui", "--json", "--interval", "0.3",
+                                      "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: list[dict] = []
+    other: list[str] = []
+
+    def read():
+        for line in proc.stdout:
+            (lines.append(json.loads(line)) if line.startswith("{") else other.append(line))
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        status = lambda: next((x for x in reversed(lines) if "workers" in x), None)  # noqa: E731
+        wait_for(lambda: (s := status()) and [w["state"] for w in s["workers"]] == ["subscribed"] * 5,
+                 timeout=60, what="5 RouteMQ workers subscribed")
+        assert (project / "routemq.toml").exists() and any("wrote" in x for x in other), \
+            "--routemq-app writes the project's routemq.toml when it is missing"
+        assert publish(port, lambda i: f"devices/d{i}/telemetry", 12) == 12
+        wait_for(lambda: sum(w["handled"] for w in status()["workers"]
+                             if w["route"] == "devices-device_id-telemetry") == 12, what="12 handled")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, f"exit status after SIGTERM: {proc.returncode}"
+        wait_for(lambda: not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE],
+                 what="every worker and the broker gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_routemq_app_with_errors_does_not_start(tmp_path):
+    (tmp_path / "app/routers").mkdir(parents=True)
+    (tmp_path / "app/__init__.py").write_text("")
+    (tmp_path / "app/routers/__init__.py").write_text("")
+    (tmp_path / "app/routers/bad.py").write_text("def oops(:\n")
+    r = subprocess.run(RMQTUI + ["--routemq-app", str(tmp_path), "--no-ui"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, f"status {r.returncode}: {r.stderr}"
+    assert f"{tmp_path / 'app/routers/bad.py'}:1" in r.stderr and "SyntaxError" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "routemq.toml").exists(), r.stderr
+
+
+def test_a_router_broken_after_init_fails_its_workers_not_the_supervisor(project):
+    assert main(["init", "--from-routemq", str(project)]) == 0
+    set_port(project / "routemq.toml", heartbeat_interval=0.2, drain_timeout=5.0)
+    (project / "app/routers/devices.py").write_text("from routemq.router import Router\nrouter = Router()\n"
+                                                    "raise RuntimeError('database not configured')\n")
+    fleet = Fleet(load(project / "routemq.toml"))
+    fleet.start()
+    try:
+        wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["failed"] * 5, timeout=60,
+                 what="every worker failed (every worker imports every router, as in RouteMQ)")
+        reason = fleet.snapshot().workers[0].reason
+        assert "app/routers/devices.py:3" in reason and "database not configured" in reason, reason
+        assert fleet.snapshot().broker.state.value == "up", "the supervisor and its broker keep running"
+    finally:
+        fleet.stop(timeout=10)
