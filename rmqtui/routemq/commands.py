@@ -63,15 +63,23 @@ def _write(discovery: Discovery) -> None:
             print(f"  {b.name}: {r.topic}  qos {r.qos}, {pool}")
 
 
-def init_from_routemq(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> int:
-    """Discover the project's routes and write ``routemq.toml`` + the binding module into it."""
+def _checked_write(directory: Path | str, routers: str, refusal: str) -> Discovery | None:
+    """Discover and check the project; write its missing files unless there are errors."""
     discovery = _discover(directory, routers)
     if discovery is None:
-        return EXIT_PROBLEMS
-    if _print_findings(check_routes(discovery)):
-        print("rmqtui: nothing written: fix the errors above first", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return None
+    if _print_findings(_report(discovery)):
+        print(f"rmqtui: {refusal}: fix the errors above first", file=sys.stderr)
+        return None
     _write(discovery)
+    return discovery
+
+
+def init_from_routemq(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> int:
+    """Discover the project's routes and write ``routemq.toml`` + the binding module into it."""
+    discovery = _checked_write(directory, routers, "nothing written")
+    if discovery is None:
+        return EXIT_PROBLEMS
     print(f"next: rmqtui -c {discovery.directory / CONFIG_NAME}")
     return 0
 
@@ -92,14 +100,8 @@ def check_routemq_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> 
 def config_for_app(directory: Path | str, routers: str = DEFAULT_ROUTERS) -> Path | None:
     """For ``rmqtui --routemq-app DIR``: check the project, write its files when missing, return
     its ``routemq.toml``; ``None`` (after printing why) when the project has errors."""
-    discovery = _discover(directory, routers)
-    if discovery is None:
-        return None
-    if _print_findings(_report(discovery)):
-        print("rmqtui: not started: fix the errors above first", file=sys.stderr)
-        return None
-    _write(discovery)
-    return discovery.directory / CONFIG_NAME
+    discovery = _checked_write(directory, routers, "not started")
+    return None if discovery is None else discovery.directory / CONFIG_NAME
 
 
 def load_config_with_dotenv(path: Path, load, environ=None):
