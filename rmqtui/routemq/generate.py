@@ -64,6 +64,8 @@ def config_text(discovery: Discovery) -> str:
         "# (`rmqtui check --routemq-app .` says when they are out of date).",
         "# .env is read as RouteMQ reads it (MQTT_BROKER, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD,",
         "# MQTT_TLS_*, MQTT_CLIENT_ID, MQTT_GROUP_NAME, LOG_LEVEL); the real environment wins over it.",
+        "# RouteMQ runs a worker's messages concurrently without a limit; rmqtui handles one at a time per",
+        "# worker unless a route sets `concurrency = N` (async handlers in flight per worker).",
         "",
         "[broker]",
         "embedded = true            # a private Mosquitto; MQTT_BROKER (.env or environment) uses yours",
