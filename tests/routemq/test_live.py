@@ -132,3 +132,13 @@ def test_a_handler_replies_with_client_publish(fleet, project):
     finally:
         listener.disconnect()
         listener.loop_stop()
+
+
+def test_scaled_counts_save_back_to_the_generated_config(fleet, project):
+    assert fleet.add_worker(TELEMETRY).ok, "adding a worker to the shared RouteMQ route was refused"
+    wait_for(lambda: [w.state.value for w in workers(fleet, TELEMETRY)] == ["subscribed"] * 4,
+             what="the 4th RouteMQ worker subscribed")
+    assert not fleet.add_worker(STATUS).ok, "a non-shared RouteMQ route must refuse a second worker"
+    assert fleet.save_config().ok, "saving the counts was refused"
+    saved = {r.name: (r.workers, r.handler) for r in load(project / "routemq.toml").routes}
+    assert saved[TELEMETRY] == (4, "rmqtui_routemq:devices_device_id_telemetry"), f"saved {saved}"
