@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -80,5 +82,32 @@ def test_a_router_broken_after_init_fails_its_workers_not_the_supervisor(project
         reason = fleet.snapshot().workers[0].reason
         assert "app/routers/devices.py:3" in reason and "database not configured" in reason, reason
         assert fleet.snapshot().broker.state.value == "up", "the supervisor and its broker keep running"
+    finally:
+        fleet.stop(timeout=10)
+
+
+def test_routemq_own_scaffold_project_runs_unchanged(tmp_path):
+    """The project RouteMQ's own `routemq init` scaffolds (its installed template), run by rmqtui."""
+    import routemq.scaffold
+
+    template = Path(routemq.scaffold.__file__).resolve().parent / "templates" / "base"
+    root = tmp_path / "scaffold"
+    shutil.copytree(template, root, ignore=shutil.ignore_patterns("__pycache__"))
+    # its .env points at a broker on localhost:1883 and a MySQL server; keep everything else
+    env = (root / ".env").read_text().replace("MQTT_BROKER=localhost", "").replace("MQTT_PORT=1883", "")
+    (root / ".env").write_text(env + "\nENABLE_MYSQL=false\n")
+    assert main(["init", "--from-routemq", str(root)]) == 0, "init on RouteMQ's scaffold failed"
+    set_port(root / "routemq.toml", heartbeat_interval=0.2, drain_timeout=5.0, handler_retries=0)
+    fleet = Fleet(load(root / "routemq.toml"))
+    fleet.start()
+    try:
+        wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["subscribed"], timeout=60,
+                 what="the scaffold's route subscribed")
+        assert publish(fleet.config.broker.port, lambda i: "devices/message/abc", 1) == 1
+        wait_for(lambda: fleet.snapshot().workers[0].handled == 1, what="the scaffold's handler to finish")
+        logs = [r.message for r in fleet.logs_since(0)]
+        assert any("[INCOMING] Topic: devices/message/abc" in m for m in logs), \
+            f"RouteMQ's example LoggingMiddleware ran (it reads client._client_id): {logs[-10:]}"
+        assert fleet.snapshot().workers[0].failed == 0, "the scaffold's handler must not fail"
     finally:
         fleet.stop(timeout=10)
