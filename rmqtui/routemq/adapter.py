@@ -64,6 +64,15 @@ class WorkerClient:
         return f"WorkerClient({self._client_id.decode()!r})"
 
 
+class _WithProperties:
+    """The one attribute of a paho message that RouteMQ's ``extract_trace_context`` reads."""
+
+    __slots__ = ("properties",)
+
+    def __init__(self, properties: Any) -> None:
+        self.properties = properties
+
+
 class RouteMQApp:
     """One RouteMQ project loaded in this worker process (create it once, in the binding module)."""
 
@@ -82,7 +91,7 @@ class RouteMQApp:
         With the same topic registered twice, the first one wins, as in RouteMQ's dispatch.
         """
         from routemq import observability
-        from routemq.mqtt_utils import parse_mqtt_payload
+        from routemq.mqtt_utils import extract_trace_context, parse_mqtt_payload
         from routemq.router import Router
 
         found = next((r for r in self.routes if r.route.topic == topic), None)
@@ -102,6 +111,10 @@ class RouteMQApp:
             context = {"source": "mqtt", "process": "worker", "worker_id": os.getpid(),
                        "mqtt_topic": msg.topic, "actual_topic": msg.topic, "group_name": app.group,
                        "rmqtui.route": getattr(msg, "route", "")}
+            # W3C trace context from MQTT v5 user properties, as RouteMQ's worker reads it
+            properties = getattr(msg, "properties", None) or getattr(msg, "_properties", None)
+            if properties is not None:
+                context.update(extract_trace_context(_WithProperties(properties)))
             token = observability.set_context(context)
             try:
                 with observability.start_span("mqtt.receive", {

@@ -142,3 +142,34 @@ def test_scaled_counts_save_back_to_the_generated_config(fleet, project):
     assert fleet.save_config().ok, "saving the counts was refused"
     saved = {r.name: (r.workers, r.handler) for r in load(project / "routemq.toml").routes}
     assert saved[TELEMETRY] == (4, "rmqtui_routemq:devices_device_id_telemetry"), f"saved {saved}"
+
+
+def test_v5_trace_context_reaches_routemq(project):
+    """A W3C traceparent user property on an MQTT v5 request shows in RouteMQ's observability context."""
+    if "_properties" not in getattr(Message, "__slots__", ()):
+        pytest.skip("this rmqtui's Message does not carry MQTT v5 properties yet")
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    assert main(["init", "--from-routemq", str(project)]) == 0
+    set_port(project / "routemq.toml", heartbeat_interval=0.2, drain_timeout=5.0)
+    config_path = project / "routemq.toml"
+    config_path.write_text(config_path.read_text().replace('protocol = "v3.1.1"', 'protocol = "v5"'))
+    fleet = Fleet(load(config_path))
+    fleet.start()
+    try:
+        wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["subscribed"] * 5, timeout=60,
+                 what="all 5 RouteMQ workers subscribed over MQTT v5")
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect("127.0.0.1", fleet.config.broker.port)
+        client.loop_start()
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        client.publish("commands/d1/ping", b"{}", qos=1, properties=props).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        wait_for(lambda: [r for r in records(project) if r["route"] == "command"], what="the command handled")
+        got = [r["trace_id"] for r in records(project) if r["route"] == "command"]
+        assert got[0] == "0af7651916cd43dd8448eb211c80319c", f"trace ids seen by the handler: {got}"
+    finally:
+        fleet.stop(timeout=10)
