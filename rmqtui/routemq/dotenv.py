@@ -141,7 +141,8 @@ def routemq_settings(env: Mapping[str, str], dotenv: DotEnv | None = None) -> di
     base = dotenv.path.parent if dotenv is not None else Path.cwd()
 
     def fail(name: str, problem: str, fix: str) -> DotEnvError:
-        line = dotenv.line_of(name) if dotenv is not None and name not in _real(env, dotenv) else None
+        from_file = dotenv is not None and name in dotenv.values and dotenv.values[name] == env[name]
+        line = dotenv.line_of(name) if from_file else None
         where = source if line else Path(f"environment variable {name}")
         return DotEnvError(where, line, f"{name}={env[name]!r}: {problem}", f"{fix}, or remove {name}")
 
@@ -190,11 +191,6 @@ def routemq_settings(env: Mapping[str, str], dotenv: DotEnv | None = None) -> di
             raise fail(level, "not a log level", "use DEBUG, INFO, WARNING or ERROR")
         out["fleet.log_level"] = _LEVELS[value]
     return out
-
-
-def _real(env: Mapping[str, str], dotenv: DotEnv) -> set[str]:
-    """Names whose value in ``env`` did not come from ``dotenv`` (set by the real environment)."""
-    return {k for k, v in env.items() if k in dotenv.values and dotenv.values[k] != v}
 
 
 def apply_settings(config: Any, settings: Mapping[str, Any]) -> Any:
