@@ -60,6 +60,13 @@ class WorkerClient:
             payload = str(payload)  # paho sends numbers as their text
         return publish(topic, payload, qos=qos, retain=retain)
 
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"client.{name} is not available to a RouteMQ handler under rmqtui: its client "
+                             "only publishes (subscriptions come from the routes, the connection is the "
+                             "worker's)")
+
     def __repr__(self) -> str:
         return f"WorkerClient({self._client_id.decode()!r})"
 

@@ -34,3 +34,8 @@ def test_without_message_publish_the_error_says_what_is_missing():
         WorkerClient(object()).publish("t", b"x")
     with pytest.raises(NotImplementedError, match="properties"):
         WorkerClient(Recorded()).publish("t", b"x", properties=object())
+
+
+def test_other_paho_methods_explain_themselves():
+    with pytest.raises(AttributeError, match="only publishes"):
+        WorkerClient(Recorded()).subscribe("x")

@@ -168,3 +168,10 @@ def test_fork_server_preload_only_for_routemq_configs(tmp_path):
     write_files(plain, {"h.py": "def f(msg):\n    pass\n",
                         "routemq.toml": '[[routes]]\nname = "r"\ntopic = "a"\nhandler = "h:f"\n'})
     assert forkserver_preload(load(plain / "routemq.toml")) == [], "plain configs preload nothing extra"
+
+
+def test_a_router_that_hangs_at_import_is_reported_not_waited_for(tmp_path):
+    root = write_files(tmp_path, {"app/routers/slow.py": "import time\ntime.sleep(600)\n"})
+    with pytest.raises(ProjectError) as info:
+        discover(root, timeout=3)
+    assert "longer than 3s" in info.value.problem and "import time" in info.value.fix, str(info.value)
