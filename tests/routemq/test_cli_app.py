@@ -19,7 +19,7 @@ from rmqtui.engine.config import load
 from rmqtui.engine.supervisor import Fleet
 from tests.engine.conftest import publish
 
-from .conftest import set_port, wait_for
+from .conftest import set_port, wait_for, write_files
 
 RMQTUI = [sys.executable, "-m", "rmqtui.cli"]
 
@@ -109,5 +109,33 @@ def test_routemq_own_scaffold_project_runs_unchanged(tmp_path):
         assert any("[INCOMING] Topic: devices/message/abc" in m for m in logs), \
             f"RouteMQ's example LoggingMiddleware ran (it reads client._client_id): {logs[-10:]}"
         assert fleet.snapshot().workers[0].failed == 0, "the scaffold's handler must not fail"
+    finally:
+        fleet.stop(timeout=10)
+
+
+def test_redis_enabled_in_dotenv_is_seen_by_routemq_at_import_and_set_up_per_worker(tmp_path):
+    """RouteMQ reads ENABLE_REDIS when it is imported; rmqtui loads .env before that, in every worker."""
+    root = write_files(tmp_path / "p", {
+        ".env": "ENABLE_MYSQL=false\nENABLE_REDIS=true\nREDIS_HOST=127.0.0.1\nREDIS_PORT=9\n",
+        "app/routers/ping.py": """\
+            from routemq.router import Router
+            router = Router()
+            async def ping(payload, client):
+                pass
+            router.on("ping", ping, qos=1)
+            """})
+    assert main(["init", "--from-routemq", str(root)]) == 0
+    set_port(root / "routemq.toml", heartbeat_interval=0.2, drain_timeout=5.0)
+    fleet = Fleet(load(root / "routemq.toml"))
+    fleet.start()
+    try:
+        wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["subscribed"], timeout=60,
+                 what="the route subscribed")
+        assert publish(fleet.config.broker.port, lambda i: "ping", 1) == 1
+        wait_for(lambda: fleet.snapshot().workers[0].handled == 1, what="the message handled despite Redis")
+        logs = " | ".join(r.message for r in fleet.logs_since(0))
+        assert ("Redis integration enabled" in logs or "Redis is enabled but redis package is not installed"
+                in logs), f"RouteMQ's import did not see ENABLE_REDIS=true from .env: {logs[-600:]}"
+        assert "Redis initialisation failed (ENABLE_REDIS=true)" in logs, f"per-worker Redis set-up: {logs[-600:]}"
     finally:
         fleet.stop(timeout=10)
