@@ -61,6 +61,8 @@ def host(text: str) -> str:
 
 def _load_config(path: str):
     from .engine.config import ConfigError, load
+    from .routemq.commands import load_config_with_dotenv
+    from .routemq.dotenv import DotEnvError
 
     p = Path(path)
     if not p.exists() and not p.is_symlink():
@@ -69,7 +71,10 @@ def _load_config(path: str):
                               "run `rmqtui init` to write a starter routemq.toml and app_routes/ here, "
                               "or pass --config PATH")
         raise ConfigError(p, "the file does not exist", "check the path given to --config")
-    return load(p)
+    try:
+        return load_config_with_dotenv(p, load)
+    except DotEnvError as e:
+        raise ConfigError(e.path, e.problem, e.fix, line=e.line) from None
 
 
 def _config_arg(ap: argparse.ArgumentParser) -> None:
@@ -95,6 +100,9 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
                     help="the workers' log level (overrides the config)")
     ap.add_argument("--port", type=port, help="broker port, 1 to 65535 (overrides the config)")
+    ap.add_argument("--routemq-app", metavar="DIR", help="run the RouteMQ project in DIR (writes its "
+                    "routemq.toml first when missing, see `rmqtui init --from-routemq`)")
+    ap.add_argument("--routers", default="app.routers", help="with --routemq-app: the routers package")
     ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
     return ap
 
@@ -106,6 +114,13 @@ def cmd_run(argv: list[str]) -> int:
         ap.error(f"{'--json' if args.json else '--interval'} only applies with --no-ui")
     from .engine.config import ConfigError
 
+    if args.routemq_app:
+        from .routemq.commands import config_for_app
+
+        app_config = config_for_app(args.routemq_app, args.routers)
+        if app_config is None:
+            return exitcodes.BAD_INPUT
+        args.config = str(app_config)
     try:
         config = _apply_overrides(_load_config(args.config), args)
     except ConfigError as exc:
@@ -210,7 +225,13 @@ def cmd_init(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui init",
                                  description="Write a starter routemq.toml and app_routes/ (never overwrites).")
     ap.add_argument("directory", nargs="?", default=".")
+    ap.add_argument("--from-routemq", metavar="DIR", help="write the routemq.toml of the RouteMQ project in DIR")
+    ap.add_argument("--routers", default="app.routers", help="with --from-routemq: the routers package")
     args = ap.parse_args(argv)
+    if args.from_routemq:
+        from .routemq.commands import init_from_routemq
+
+        return init_from_routemq(args.from_routemq, args.routers)
     from .engine.starter import init_project
 
     target = Path(args.directory)
@@ -231,7 +252,13 @@ def cmd_check(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui check", description="Validate routemq.toml and exit "
                                  "(0 ok, 2 a problem, shown with its file, line, key and fix).")
     _config_arg(ap)
+    ap.add_argument("--routemq-app", metavar="DIR", help="check the RouteMQ project in DIR instead")
+    ap.add_argument("--routers", default="app.routers", help="with --routemq-app: the routers package")
     args = ap.parse_args(argv)
+    if args.routemq_app:
+        from .routemq.commands import check_routemq_app
+
+        return check_routemq_app(args.routemq_app, args.routers)
     from .engine.config import ConfigError
 
     try:
