@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import ctl
 from .engine.broker import BrokerError
 
 DEFAULT_CONFIG = "routemq.toml"
@@ -38,7 +39,7 @@ def _run_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="rmqtui",
         description="Supervise a local fleet of MQTT shared-subscription workers. "
-                    "Subcommands: init, check, load (see `rmqtui SUBCOMMAND --help`).")
+                    "Subcommands: init, check, load, ctl, attach (see `rmqtui SUBCOMMAND --help`).")
     ap.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="path to routemq.toml (default: ./routemq.toml)")
     ap.add_argument("--no-ui", action="store_true", help="run headless: status lines instead of the TUI")
     ap.add_argument("--json", action="store_true", help="with --no-ui: one JSON object per line")
@@ -46,6 +47,7 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                     help="the workers' log level (overrides the config)")
     ap.add_argument("--port", type=int, help="broker port (overrides the config)")
+    ctl.add_run_options(ap)
     from . import __version__
 
     ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
@@ -66,10 +68,15 @@ def cmd_run(argv: list[str]) -> int:
     from .engine.supervisor import Fleet
 
     fleet = Fleet(config)
+    host = ctl.claim(fleet, config, control=not args.no_control)  # control socket: one fleet per config
+    if host.running is not None:
+        return _fail(host.refusal(), EXIT_START) if args.no_ui else ctl.attach_instead(config.path, host.running)
     try:
         fleet.start()
     except BrokerError as exc:
+        host.close()
         return _fail(str(exc), EXIT_START)
+    host.started()
     try:
         if args.no_ui:
             from .headless import run_headless
@@ -78,7 +85,9 @@ def cmd_run(argv: list[str]) -> int:
                                 log_level=args.log_level or config.fleet.log_level)
         return _run_tui(fleet)
     finally:
+        host.stopping()
         fleet.stop(timeout=config.fleet.drain_timeout + 2)
+        host.close()
 
 
 def _run_tui(fleet) -> int:
@@ -202,7 +211,7 @@ def _fleet_address(config) -> tuple[str, int]:
         return config.broker.host, config.broker.port
 
 
-COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run}
+COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run, **ctl.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,7 +119,7 @@ class Connection:
 def connect(config_path: Path | str, *, read_only: bool = False, **kwargs) -> Connection:
     """Connect to the fleet of ``config_path`` (operator socket unless ``read_only``); FleetGone if none answers."""
     candidates = (paths.read_only_candidates(config_path) if read_only
-                  else [paths.socket_path(config_path, paths.OPERATOR)])
+                  else [paths.socket_path(config_path, paths.OPERATOR, create=False)])
     errors = []
     for path in candidates:
         try:

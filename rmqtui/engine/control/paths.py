@@ -24,18 +24,22 @@ PROTOCOL_VERSION = 1
 EXIT_NO_FLEET = 3
 
 
-def socket_path(config_path: Path | str, role: str, *, group: bool = False) -> Path:
-    """The socket of ``role`` for the fleet of ``config_path`` (creates and checks the runtime directories)."""
-    if role == OPERATOR:
-        return runtime.fleet_runtime_dir(config_path) / "control.sock"
-    if group:
-        return runtime.runtime_root() / f"{runtime.config_key(config_path)}.read.sock"
-    return runtime.fleet_runtime_dir(config_path) / "read.sock"
+def socket_path(config_path: Path | str, role: str, *, group: bool = False, create: bool = True) -> Path:
+    """The socket of ``role`` for the fleet of ``config_path``.
+
+    With ``create`` (the server) the fleet's runtime directory is created and checked;
+    a client only looks, so asking about a config with no fleet leaves nothing behind.
+    """
+    key = runtime.config_key(config_path)
+    if role == READ_ONLY and group:
+        return runtime.runtime_root() / f"{key}.read.sock"
+    directory = runtime.fleet_runtime_dir(config_path) if create else runtime.runtime_root() / key
+    return directory / ("control.sock" if role == OPERATOR else "read.sock")
 
 
 def read_only_candidates(config_path: Path | str) -> list[Path]:
     """Where a read-only client looks: the private read-only socket, then the group one."""
-    return [socket_path(config_path, READ_ONLY), socket_path(config_path, READ_ONLY, group=True)]
+    return [socket_path(config_path, READ_ONLY, create=False), socket_path(config_path, READ_ONLY, group=True)]
 
 
 def probe(path: Path, timeout: float = 2.0) -> dict | None:

@@ -240,16 +240,17 @@ class ControlServer:
         if method not in COMMANDS:
             raise RequestError(-32601, f"no method {method!r}; methods: {', '.join(sorted(ANY_ROLE | set(COMMANDS)))}")
         if session.role != paths.OPERATOR:
-            message = f"refused: this is a read-only connection; {method} needs the operator socket"
+            message = f"this is a read-only connection; {method} needs the operator socket"
             self._audit(session, method, params, {"ok": False, "message": message})
             raise RequestError(-32001, message)
         if method == "stop" and self._stop_hook is not None:
+            result = {"ok": True, "message": "stopping: draining every worker"}
+            self._audit(session, method, params, result)  # before: the process is about to exit
             self._stop_hook()
-            result = {"ok": True, "message": "stopping: draining every worker", "stopped": False}
-        else:
-            result = result_to_dict(call_command(self.fleet, method, params))
-            result["stopped"] = method == "stop"
+            return dict(result, stopped=False)
+        result = result_to_dict(call_command(self.fleet, method, params))
         self._audit(session, method, params, result)
+        result["stopped"] = method == "stop"
         if "snapshot" in session.streams and method != "stop":
             # the reply follows a snapshot that already shows the command's immediate effect
             session.send_snapshot_now(self._snapshot_line())
