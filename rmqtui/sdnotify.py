@@ -17,10 +17,12 @@ from .engine.api import FleetControl
 from .engine.snapshot import WorkerState
 
 
-def notify(message: str, *, environ: dict | None = None) -> bool:
-    """Send one notification (``"READY=1"``, ...); False when not under systemd or the send failed."""
-    env = os.environ if environ is None else environ
-    address = env.get("NOTIFY_SOCKET", "")
+def notify(message: str, *, address: str | None = None) -> bool:
+    """Send one notification (``"READY=1"``, ...) to ``address`` (default ``$NOTIFY_SOCKET``).
+
+    False when not under systemd or the send failed.
+    """
+    address = os.environ.get("NOTIFY_SOCKET", "") if address is None else address
     if not address:
         return False
     if address.startswith("@"):  # an abstract socket
@@ -51,10 +53,18 @@ class ServiceNotifier:
 
     def __init__(self, fleet: FleetControl, *, poll: float = 0.5) -> None:
         self.fleet = fleet
-        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        self.watchdog = watchdog_interval()
+        # taken out of the environment (as sd_notify's unset_environment does): the embedded
+        # Mosquitto and the workers inherit it otherwise, and Mosquitto would say READY=1 for us
+        self.address = os.environ.pop("NOTIFY_SOCKET", "")
+        for name in ("WATCHDOG_USEC", "WATCHDOG_PID"):
+            os.environ.pop(name, None)
+        self.enabled = bool(self.address)
         self.ready = False
         self._poll = poll
         self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._said_stopping = False
         self._thread = threading.Thread(target=self._run, name="rmqtui-sdnotify", daemon=True)
 
     def start(self) -> None:
@@ -63,13 +73,15 @@ class ServiceNotifier:
             self._thread.start()
 
     def stopping(self) -> None:
-        """The host is draining the fleet: STOPPING=1, and no more pings."""
+        """The host is draining the fleet: STOPPING=1 (once), and no more pings."""
         self._halt.set()
-        if self.enabled:
-            notify("STOPPING=1")
+        with self._lock:
+            said, self._said_stopping = self._said_stopping, True
+        if self.enabled and not said:
+            notify("STOPPING=1", address=self.address)
 
     def _run(self) -> None:
-        watchdog = watchdog_interval()
+        watchdog = self.watchdog
         next_ping = 0.0
         while not self._halt.is_set():
             now = time.monotonic()
@@ -77,14 +89,18 @@ class ServiceNotifier:
                 snap = self.fleet.snapshot()
             except Exception:  # no answer means no watchdog ping, which is the point of a watchdog
                 snap = None
+            if snap is not None and snap.stopping:  # a drain began (signal, `rmqtui ctl stop`, the TUI)
+                self.stopping()
+                return
             if snap is not None and not self.ready:
                 subscribed = sum(w.state is WorkerState.SUBSCRIBED for w in snap.workers)
                 if subscribed >= snap.desired:
                     self.ready = True
-                    notify(f"READY=1\nSTATUS=serving: {subscribed} workers subscribed\nMAINPID={os.getpid()}")
+                    notify(f"READY=1\nSTATUS=serving: {subscribed} workers subscribed\nMAINPID={os.getpid()}",
+                           address=self.address)
                 else:
-                    notify(f"STATUS=starting: {subscribed}/{snap.desired} workers subscribed")
+                    notify(f"STATUS=starting: {subscribed}/{snap.desired} workers subscribed", address=self.address)
             if snap is not None and watchdog and now >= next_ping:
-                notify("WATCHDOG=1")
+                notify("WATCHDOG=1", address=self.address)
                 next_ping = now + watchdog
             self._halt.wait(min(self._poll, watchdog or self._poll))
