@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from textual.binding import Binding
 
 from .engine.api import CommandResult
 from .engine.control import EXIT_NO_FLEET, FleetGone, RemoteFleet
 from .engine.runtime import RuntimePathError
+from .ui import app as ui_app
 from .ui.app import FleetApp
 from .ui.dialogs import ConfirmScreen
 
@@ -25,6 +27,7 @@ _CHANGES = {"add_worker": "+", "remove_worker": "-", "kill_worker": "x", "restar
 class AttachedApp(FleetApp):
     """:class:`FleetApp` on a :class:`RemoteFleet`: quitting detaches instead of stopping the fleet."""
 
+    CSS_PATH = str(Path(ui_app.__file__).with_name("rmqtui.tcss"))  # relative paths resolve next to this module
     BINDINGS = [
         Binding("q", "detach", "Detach", id="detach", tooltip="Detach: the fleet keeps running"),
         Binding("ctrl+c", "detach", "Detach", show=False, priority=True, id="force_quit",
@@ -58,8 +61,8 @@ class AttachedApp(FleetApp):
         if not self.remote.read_only:
             return False
         key = _CHANGES.get(action, action)
-        self._report(CommandResult.refused(f"read-only attach: '{key}' would change the fleet; "
-                                           f"attach without --read-only to do that"))
+        self._report(CommandResult.refused(f"read-only attach: '{key}' is not allowed "
+                                           f"(attach without --read-only to change the fleet)"))
         return True
 
     def action_detach(self) -> None:
@@ -112,8 +115,7 @@ def run_attached(config_path: str, *, read_only: bool = False, refresh: float = 
     if gone or app.quitting:
         print("rmqtui: the fleet stopped")
     else:
-        print(f"rmqtui: detached; the fleet (pid {remote.fleet_pid}) keeps running "
-              f"(`rmqtui attach` to return, `rmqtui ctl stop` to stop it)")
+        print(f"rmqtui: detached; the fleet (pid {remote.fleet_pid}) keeps running; `rmqtui ctl stop` stops it")
     return app.return_code if app.return_code is not None else 0
 
 

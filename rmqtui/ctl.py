@@ -244,8 +244,8 @@ def _logs(args) -> int:
 
 def attach_instead(config_path: Path, running: AlreadyRunning) -> int:
     """``rmqtui`` (TUI) on a config whose fleet runs: attach to it instead of starting a second one."""
-    print(f"rmqtui: a fleet for {Path(config_path).resolve()} is already running (pid {running.pid}); "
-          f"attaching to it (q detaches)", file=sys.stderr, flush=True)
+    print(f"rmqtui: this config's fleet already runs (pid {running.pid}); attaching to it (q detaches)",
+          file=sys.stderr, flush=True)
     from .attach import run_attached
 
     return run_attached(str(config_path))
