@@ -14,7 +14,7 @@ from pathlib import Path
 from textual.binding import Binding
 
 from .engine.api import CommandResult
-from .engine.control import EXIT_NO_FLEET, FleetGone, RemoteFleet
+from .engine.control import EXIT_NO_FLEET, FleetGone, RemoteError, RemoteFleet
 from .engine.runtime import RuntimePathError
 from .ui import app as ui_app
 from .ui.app import FleetApp
@@ -56,6 +56,15 @@ class AttachedApp(FleetApp):
             self.exit(return_code=0, message="rmqtui: the fleet stopped; detached")
             return
         super().refresh_fleet()
+
+    def _adapt_period(self, workers: int) -> None:
+        before = self._period
+        super()._adapt_period(workers)
+        if self._period != before:  # no more snapshots over the socket than the screen shows
+            try:
+                self.remote.set_interval(self._period)
+            except (ConnectionError, TimeoutError, RemoteError):
+                pass  # the fleet is going; the next refresh notices and detaches
 
     def _read_only_refusal(self, action: str) -> bool:
         if not self.remote.read_only:

@@ -16,6 +16,8 @@ from . import paths
 from .codec import dumps, record_from_dict, result_from_dict, snapshot_from_dict
 
 LOG_HISTORY = 5000
+#: How the server starts a snapshot notification; such lines are kept raw and parsed only when read.
+SNAPSHOT_PREFIX = b'{"jsonrpc":"2.0","method":"snapshot","params":{"snapshot":'
 
 
 class RemoteError(Exception):
@@ -37,6 +39,7 @@ class Connection:
                  timeout: float = 5.0) -> None:
         self.path = Path(path)
         self.on_notify = on_notify
+        self.on_snapshot_line: Callable[[bytes], None] | None = None
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
@@ -91,6 +94,9 @@ class Connection:
         try:
             with self.sock.makefile("rb") as stream:
                 for line in stream:
+                    if self.on_snapshot_line is not None and line.startswith(SNAPSHOT_PREFIX):
+                        self.on_snapshot_line(line)  # most of the traffic: parsed only if someone looks
+                        continue
                     try:
                         message = json.loads(line)
                     except ValueError:
@@ -141,7 +147,7 @@ class RemoteFleet:
     def __init__(self, config_path: Path | str | None = None, *, read_only: bool = False,
                  connection: Connection | None = None, interval: float = 1.0) -> None:
         self._snapshot: FleetSnapshot | None = None
-        self._raw: dict | None = None
+        self._raw: dict | bytes | None = None  # the newest snapshot, not decoded yet
         self._logs: collections.deque[LogRecord] = collections.deque(maxlen=LOG_HISTORY)
         self._lock = threading.Lock()
         self.dropped_logs = 0
@@ -149,6 +155,7 @@ class RemoteFleet:
             connection = connect(config_path, read_only=read_only, on_notify=self._notified)
         else:
             connection.on_notify = self._notified
+        connection.on_snapshot_line = self._snapshot_line
         self.connection = connection
         self.info = connection.call("hello")
         self.role = self.info.get("role", paths.READ_ONLY)
@@ -177,11 +184,12 @@ class RemoteFleet:
         """The pid of the process that runs the fleet."""
         return (self.info.get("fleet") or {}).get("pid")
 
+    def _snapshot_line(self, line: bytes) -> None:
+        with self._lock:
+            self._raw = line
+
     def _notified(self, method: str, params: dict) -> None:
-        if method == "snapshot":
-            with self._lock:
-                self._raw = params.get("snapshot")
-        elif method == "log":
+        if method == "log":
             records = [record_from_dict(r) for r in params.get("records", ())]
             with self._lock:
                 last = self._logs[-1].seq if self._logs else 0
@@ -200,9 +208,15 @@ class RemoteFleet:
             raise FleetGone("the fleet stopped (its control socket closed)")
         with self._lock:
             raw, self._raw = self._raw, None
+        if isinstance(raw, bytes):
+            raw = json.loads(raw)["params"]["snapshot"]
         if raw is not None:
             self._snapshot = snapshot_from_dict(raw)
         return self._snapshot
+
+    def set_interval(self, seconds: float) -> None:
+        """Ask for snapshots every ``seconds`` (a front end that refreshes slower needs fewer)."""
+        self.connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": seconds})
 
     def logs_since(self, seq: int) -> list[LogRecord]:
         """Log records received with ``record.seq > seq``, oldest first."""
