@@ -5,6 +5,7 @@
 Rows (100 idle workers, median of the windows, % of one core):
   headless            `rmqtui --no-ui` alone
   headless+attached   the same supervisor while one `rmqtui attach` TUI is connected
+  RemoteFleet alone   the attaching process with no TUI: the socket client reading a snapshot every 2 s
   attached TUI        the attaching process (RemoteFleet + AttachedApp), the fleet is elsewhere
   in-process TUI      FleetApp on an in-process Fleet, minus that Fleet's engine alone
 """
@@ -98,6 +99,23 @@ def main() -> None:
         time.sleep(3)  # let start-up settle
         alone = asyncio.run(windows([proc.pid], args.windows, args.window))[0]
         rows["headless"] = statistics.median(alone)
+
+        async def client_only():
+            remote = RemoteFleet(config)
+            remote.set_interval(2.0)  # what the attached TUI asks for at 100 workers
+
+            async def poll():
+                while True:
+                    remote.snapshot()
+                    await asyncio.sleep(2.0)
+
+            task = asyncio.ensure_future(poll())
+            result = await windows([me], args.windows, args.window)
+            task.cancel()
+            remote.close()
+            return result[0]
+
+        rows["RemoteFleet alone"] = statistics.median(asyncio.run(client_only()))
 
         async def attached():
             remote = RemoteFleet(config)

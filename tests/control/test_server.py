@@ -158,3 +158,20 @@ def test_a_slow_client_gets_the_latest_snapshot_and_a_count_of_dropped_records(s
             if message.get("method") == "log" and message["params"]["dropped"]:
                 dropped = message["params"]["dropped"]
         assert dropped >= LOG_QUEUE, f"only {dropped} records reported dropped"
+
+
+def test_the_control_plane_imports_no_textual_and_the_engine_part_no_front_end() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['textual'] = None  # any import of textual or textual.* now fails\n"
+        "import rmqtui.engine.control\n"
+        "front = [m for m in sys.modules if m.split('.')[:2] in (['rmqtui', 'ui'], ['rmqtui', 'cli'],"
+        " ['rmqtui', 'headless'], ['rmqtui', 'ctl'], ['rmqtui', 'testing'])]\n"
+        "assert not front, front\n"
+        "import rmqtui.ctl, rmqtui.sdnotify\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

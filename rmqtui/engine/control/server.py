@@ -161,7 +161,11 @@ class ControlServer:
         except OSError:
             return
         role = self._listeners[listener][0]
-        peer = peer_credentials(sock)
+        try:
+            peer = peer_credentials(sock)
+        except OSError:  # gone already
+            sock.close()
+            return
         with self._lock:
             self.sessions = [s for s in self.sessions if not s.closed]
             crowded = len(self.sessions) >= MAX_CLIENTS
