@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from .engine.control import EXIT_NO_FLEET, AlreadyRunning, ControlServer, FleetGone, RemoteError, RemoteFleet, connect
+from .engine.control import (EXIT_NO_FLEET, OPERATOR, AlreadyRunning, ControlServer, FleetGone, RemoteError,
+                             RemoteFleet, connect, probe, socket_path)
 from .engine.control.codec import record_from_dict, snapshot_to_dict
 from .engine.runtime import RuntimePathError, fleet_state_dir
 from .engine.snapshot import FleetSnapshot, LogRecord
@@ -70,7 +71,12 @@ def claim(fleet, config, *, control: bool = True) -> Host:
     that cannot be created is reported once on stderr and the fleet runs without it.
     """
     host = Host(fleet, Path(config.path).resolve())
-    if not control:
+    if not control:  # serve nothing, but still never start a second fleet next to one that answers
+        try:
+            info = probe(socket_path(host.config_path, OPERATOR, create=False))
+        except RuntimePathError:
+            info = None
+        host.running = AlreadyRunning(info) if info else None
         return host
     server = ControlServer(fleet, host.config_path, audit_dir=fleet_state_dir(host.config_path),
                            stop=lambda: os.kill(os.getpid(), signal.SIGTERM), group=os.environ.get(GROUP_ENV))

@@ -106,6 +106,8 @@ def test_ctl_operates_a_headless_fleet(config, headless) -> None:
     second = rmqtui("--no-ui", "--interval", "30", config=config, timeout=30)
     assert second.returncode != 0, second.stdout
     assert f"already running (pid {fleet.proc.pid}); use rmqtui attach / rmqtui ctl" in second.stderr, second.stderr
+    quiet = rmqtui("--no-ui", "--no-control", config=config, timeout=30)
+    assert quiet.returncode != 0 and "already running" in quiet.stderr, "--no-control started a second fleet"
     assert subscribed(config, 5), "the second rmqtui disturbed the first"
 
     audit = runtime.fleet_state_dir(config) / "audit.log"
