@@ -41,6 +41,9 @@ class AttachedApp(FleetApp):
         self.remote = fleet
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self._say_attached)  # after the fleet's own records, which the first refresh adds
+
+    def _say_attached(self) -> None:
         role = "read-only" if self.remote.read_only else "operator"
         note = f"attached to the fleet of pid {self.remote.fleet_pid} ({role}); q detaches, the fleet keeps running"
         self._ui_log("INFO", note)
