@@ -127,7 +127,7 @@ def run_attached(config_path: str, *, read_only: bool = False, refresh: float = 
     if gone or app.quitting:
         print("rmqtui: the fleet stopped")
     else:
-        print(f"rmqtui: detached; the fleet (pid {remote.fleet_pid}) keeps running; `rmqtui ctl stop` stops it")
+        print(f"rmqtui: detached; the fleet (pid {remote.fleet_pid}) runs on; `rmqtui ctl stop` stops it")
     return app.return_code if app.return_code is not None else 0
 
 
