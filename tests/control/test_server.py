@@ -175,3 +175,33 @@ def test_the_control_plane_imports_no_textual_and_the_engine_part_no_front_end()
         "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_event_stream_carries_commands_and_state_changes_until_unsubscribed(served) -> None:
+    fleet = FixedFleet("normal")
+    server = served.serve(fleet)
+    events: list[dict] = []
+    conn = connect(server.config_path, read_only=True,
+                   on_notify=lambda method, params: events.append(params) if method == "event" else None)
+    try:
+        assert conn.call("subscribe", {"streams": ["event"]})["streams"] == ["event"]
+        wait_for(lambda: server._last_states is not None, what="the first state picture")
+        operator = served.remote(server)
+        assert operator.kill_worker("sensor-data/0").ok, "the operator was refused"
+        wait_for(lambda: any(e["kind"] == "command" for e in events), what="the command event")
+        command = next(e for e in events if e["kind"] == "command")
+        assert (command["method"], command["params"], command["uid"]) == (
+            "kill", {"worker": "sensor-data/0"}, os.geteuid()), str(command)
+        wait_for(lambda: any(e["kind"] == "state" and e["worker"] == "sensor-data/0" for e in events),
+                 what="the state change of the killed worker")
+        change = next(e for e in events if e["kind"] == "state" and e["worker"] == "sensor-data/0")
+        assert change["from"] == "subscribed" and change["to"] != "subscribed", str(change)
+        assert conn.call("unsubscribe", {"streams": ["event"]})["streams"] == [], "still subscribed"
+        operator.add_worker("telemetry")
+        time_to_arrive = conn.call("snapshot")  # a round trip, then the pump's next ticks
+        assert time_to_arrive["snapshot"]["workers"], "no snapshot"
+        wait_for(lambda: server._last_states and "telemetry/2" in server._last_states, what="the pump to see it")
+        late = [e for e in events if e.get("method") == "add" or e.get("worker") == "telemetry/2"]
+        assert not late, f"events after unsubscribing: {late}"
+    finally:
+        conn.close()
