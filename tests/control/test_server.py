@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import stat
 import time
 
@@ -205,3 +206,31 @@ def test_event_stream_carries_commands_and_state_changes_until_unsubscribed(serv
         assert not late, f"events after unsubscribing: {late}"
     finally:
         conn.close()
+
+
+class GatedFleet(FixedFleet):
+    """A FixedFleet whose first snapshot() for a request waits until the pump has pushed one."""
+
+    def __init__(self) -> None:
+        super().__init__("normal")
+        self.pushed = threading.Event()
+        self.gated = False
+
+    def snapshot(self):
+        name = threading.current_thread().name
+        if name == "rmqtui-control-pump":
+            self.pushed.set()
+        elif name == "rmqtui-control-reader" and not self.gated:
+            self.gated = True
+            assert self.pushed.wait(10), "the pump never pushed a snapshot"
+        return super().snapshot()
+
+
+def test_a_snapshot_pushed_while_the_client_waits_for_its_own_does_not_deadlock(served) -> None:
+    fleet = GatedFleet()
+    server = served.serve(fleet)
+    made: list = []
+    thread = threading.Thread(target=lambda: made.append(served.remote(server, interval=0.1)))
+    thread.start()
+    thread.join(30)
+    assert made and made[0].snapshot().workers, "the RemoteFleet did not come up (a push blocked its reader)"

@@ -161,13 +161,14 @@ class RemoteFleet:
         self.role = self.info.get("role", paths.READ_ONLY)
         connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": interval})
         history = connection.call("logs", {"since": 0})["records"]
+        first = connection.call("snapshot")["snapshot"]  # never call while holding the lock: the reader needs it
         with self._lock:  # history and stream overlap: merge by seq
             merged = {r["seq"]: record_from_dict(r) for r in history}
             merged.update((r.seq, r) for r in self._logs)
             self._logs = collections.deque(sorted(merged.values(), key=lambda r: r.seq)[-LOG_HISTORY:],
                                            maxlen=LOG_HISTORY)
-            if self._raw is None:
-                self._raw = connection.call("snapshot")["snapshot"]
+            if self._raw is None:  # a pushed snapshot, if one came meanwhile, is as new or newer
+                self._raw = first
 
     @property
     def read_only(self) -> bool:
