@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import exitcodes
+from . import ctl, exitcodes
 from .doctor import register as _register_doctor
 from .engine.broker import BrokerError
 
@@ -91,8 +91,8 @@ def _run_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="rmqtui",
         description="Supervise a local fleet of MQTT shared-subscription workers. "
-                    "Subcommands: init, check, load, doctor (see `rmqtui SUBCOMMAND --help`). "
-                    "Exit status: 0 clean stop, 1 runtime failure, 2 bad input, 130 forced stop.")
+                    "Subcommands: init, check, load, doctor, ctl, attach (see `rmqtui SUBCOMMAND --help`). "
+                    "Exit status: 0 clean stop, 1 runtime failure, 2 bad input, 3 no fleet (ctl), 130 forced stop.")
     _config_arg(ap)
     ap.add_argument("--no-ui", action="store_true", help="run headless: status lines instead of the TUI")
     ap.add_argument("--json", action="store_true", help="with --no-ui: one JSON object per line")
@@ -103,6 +103,7 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--routemq-app", metavar="DIR", help="run the RouteMQ project in DIR (writes its "
                     "routemq.toml first when missing, see `rmqtui init --from-routemq`)")
     ap.add_argument("--routers", default="app.routers", help="with --routemq-app: the routers package")
+    ctl.add_run_options(ap)
     ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
     return ap
 
@@ -129,14 +130,22 @@ def cmd_run(argv: list[str]) -> int:
 
     fleet = Fleet(config)
     stop_timeout = config.fleet.drain_timeout + 2
+    host = ctl.claim(fleet, config, control=not args.no_control)  # control socket: one fleet per config
+    if host.running is not None:
+        if args.no_ui:
+            return _fail(host.refusal(), exitcodes.FAILURE)
+        return ctl.attach_instead(config.path, host.running)
     try:
         fleet.start()
     except BrokerError as exc:
+        host.close()
         fleet.stop(timeout=stop_timeout)
         return _fail(str(exc), exitcodes.FAILURE)
     except BaseException:
+        host.close()
         fleet.stop(timeout=stop_timeout)
         raise
+    host.started()
     code = exitcodes.FAILURE
     try:
         if args.no_ui:
@@ -148,7 +157,9 @@ def cmd_run(argv: list[str]) -> int:
             code = _run_tui(fleet, stop_timeout)
         return code
     finally:
+        host.stopping()
         fleet.stop(timeout=stop_timeout)  # a no-op after a clean stop; drains after an error
+        host.close()
 
 
 class _SignalStop(Exception):
@@ -334,7 +345,7 @@ def _fleet_address(config) -> tuple[str, int]:
         return config.broker.host, config.broker.port
 
 
-COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run}
+COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run, **ctl.COMMANDS}
 _register_doctor(COMMANDS)
 
 

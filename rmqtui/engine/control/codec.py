@@ -1,0 +1,95 @@
+"""Snapshots, log records and command results to JSON-ready dicts and back.
+
+Exact both ways for every field a front end renders, so a TUI attached over the
+control socket shows what the in-process TUI shows.  Unknown keys from a newer
+server are ignored and missing ones take the dataclass default, so a client
+and a server one release apart still understand each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from ..api import CommandResult
+from ..snapshot import (BrokerSnapshot, BrokerState, FleetSnapshot, LogRecord, RouteSnapshot, WorkerSnapshot,
+                        WorkerState)
+
+_WORKER_FIELDS = tuple(f.name for f in dataclasses.fields(WorkerSnapshot))
+_ROUTE_FIELDS = tuple(f.name for f in dataclasses.fields(RouteSnapshot))
+_BROKER_FIELDS = tuple(f.name for f in dataclasses.fields(BrokerSnapshot))
+_FLEET_SCALARS = tuple(f.name for f in dataclasses.fields(FleetSnapshot)
+                       if f.name not in ("broker", "routes", "workers", "extra"))
+_LOG_FIELDS = tuple(f.name for f in dataclasses.fields(LogRecord))
+
+
+def _plain(obj: Any, names: tuple[str, ...]) -> dict:
+    out = {}
+    for name in names:
+        value = getattr(obj, name)
+        out[name] = value.value if isinstance(value, (WorkerState, BrokerState)) else value
+    return out
+
+
+def _known(data: dict, names: tuple[str, ...]) -> dict:
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _json_safe(extra: dict) -> dict:
+    # ``extra`` is free-form engine detail; keep only what survives JSON unchanged
+    return {k: v for k, v in extra.items() if isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def snapshot_to_dict(snap: FleetSnapshot) -> dict:
+    """A :class:`FleetSnapshot` as plain JSON types (enums by value, tuples as lists)."""
+    data = _plain(snap, _FLEET_SCALARS)
+    data["broker"] = _plain(snap.broker, _BROKER_FIELDS)
+    data["routes"] = [_plain(r, _ROUTE_FIELDS) for r in snap.routes]
+    data["workers"] = [_plain(w, _WORKER_FIELDS) for w in snap.workers]
+    data["extra"] = _json_safe(snap.extra)
+    return data
+
+
+def snapshot_from_dict(data: dict) -> FleetSnapshot:
+    """The inverse of :func:`snapshot_to_dict`; raises ``ValueError``/``KeyError``/``TypeError`` on bad data."""
+    broker = _known(data["broker"], _BROKER_FIELDS)
+    broker["state"] = BrokerState(broker["state"])
+    routes = []
+    for r in data["routes"]:
+        r = _known(r, _ROUTE_FIELDS)
+        r["history"] = tuple(r.get("history", ()))
+        routes.append(RouteSnapshot(**r))
+    workers = []
+    for w in data["workers"]:
+        w = _known(w, _WORKER_FIELDS)
+        w["state"] = WorkerState(w["state"])
+        workers.append(WorkerSnapshot(**w))
+    scalars = _known(data, _FLEET_SCALARS)
+    return FleetSnapshot(broker=BrokerSnapshot(**broker), routes=tuple(routes), workers=tuple(workers),
+                         extra=dict(data.get("extra") or {}), **scalars)
+
+
+def record_to_dict(rec: LogRecord) -> dict:
+    """A :class:`LogRecord` as a dict."""
+    return _plain(rec, _LOG_FIELDS)
+
+
+def record_from_dict(data: dict) -> LogRecord:
+    """The inverse of :func:`record_to_dict`."""
+    return LogRecord(**_known(data, _LOG_FIELDS))
+
+
+def result_to_dict(result: CommandResult) -> dict:
+    """A :class:`CommandResult` as a dict."""
+    return {"ok": bool(result.ok), "message": str(result.message)}
+
+
+def result_from_dict(data: dict) -> CommandResult:
+    """The inverse of :func:`result_to_dict`."""
+    return CommandResult(bool(data["ok"]), str(data["message"]))
+
+
+def dumps(message: dict) -> bytes:
+    """One protocol line: compact JSON, UTF-8, newline-terminated (JSON escapes any newline inside)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
