@@ -1,21 +1,29 @@
 """The embedded Mosquitto: a private broker started as a child of rmqtui.
 
-It listens on loopback only, keeps no cap on queued messages (a member that is
-down or slow must not lose its share), persists to a private runtime directory
-and dies with its parent, also when the parent is killed with SIGKILL.
+By default it listens only on a unix socket inside the fleet's 0700 runtime
+directory, so only the user who started rmqtui (and root) can reach it. A
+loopback TCP listener is opt-in and then accepts only the generated fleet
+credentials. It keeps no cap on queued messages (a member that is down or slow
+must not lose its share) but caps packet size, memory and connections,
+persists to a private directory and dies with its parent, also when the parent
+is killed with SIGKILL.
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
+import hashlib
 import os
+import secrets
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 INSTALL_HINT = "install it with: sudo apt-get install -y mosquitto"
@@ -34,10 +42,29 @@ def _set_parent_death_signal() -> None:
         pass  # not Linux: the supervisor's own stop path still ends the broker
 
 
+#: The user name of the generated credentials of a fleet's TCP listener.
+FLEET_USER = "rmqtui-fleet"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """Limits written into the embedded broker's config (0 = Mosquitto's own "no limit")."""
+
+    max_packet_size: int = 1 << 20  # bytes; larger PUBLISHes are refused by the broker
+    memory_limit: int = 1 << 30  # bytes the broker may use before it refuses new messages
+    max_connections: int = 1024  # per listener: bounds the file descriptors a flood can take
+    session_expiry: str = "7d"  # persistent sessions nobody connects to are dropped after this
+
+
 def port_is_free(host: str, port: int) -> bool:
-    """True when nothing listens on ``host:port`` and we may bind it."""
+    """True when nothing listens on ``host:port`` and we may bind it.
+
+    The probe binds with SO_REUSEADDR, as Mosquitto does, so sockets of a previous
+    broker still in TIME_WAIT do not make the port look taken after a quick restart.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -53,15 +80,47 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def mqtt_ping(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Open a connection, send an MQTT 3.1.1 CONNECT and return True on a CONNACK."""
-    client_id = b"rmqtui-probe-%d" % os.getpid()
-    var_header = b"\x00\x04MQTT\x04\x02\x00\x0a"  # protocol name, level 4, clean session, keepalive 10
+def password_hash(password: str, *, salt: bytes | None = None, iterations: int = 101) -> str:
+    """A Mosquitto 2.x password-file hash (``$7$``: PBKDF2-HMAC-SHA512), as ``mosquitto_passwd`` writes it."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def _connect_packet(client_id: bytes, username: str = "", password: str = "") -> bytes:
+    flags = 0x02  # clean session
     payload = len(client_id).to_bytes(2, "big") + client_id
-    body = var_header + payload
-    packet = b"\x10" + bytes([len(body)]) + body
+    for flag, text in ((0x80, username), (0x40, password)):
+        if text:
+            flags |= flag
+            raw = text.encode()
+            payload += len(raw).to_bytes(2, "big") + raw
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x0a" + payload  # level 4, keepalive 10
+    length, encoded = len(body), b""
+    while True:  # MQTT variable-length integer
+        length, digit = divmod(length, 128)
+        encoded += bytes([digit | (0x80 if length else 0)])
+        if not length:
+            break
+    return b"\x10" + encoded + body
+
+
+def mqtt_ping(host: str, port: int, timeout: float = 1.0, *, unix_path: str | os.PathLike | None = None,
+              username: str = "", password: str = "") -> bool:
+    """Open a connection (TCP, or the unix socket ``unix_path``), send an MQTT 3.1.1 CONNECT, True on a CONNACK."""
+    packet = _connect_packet(b"rmqtui-probe-%d" % os.getpid(), username, password)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        if unix_path is not None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(os.fspath(unix_path))
+            except OSError:
+                s.close()
+                raise
+        else:
+            s = socket.create_connection((host, port), timeout=timeout)
+        with s:
             s.sendall(packet)
             reply = s.recv(4)
             if len(reply) >= 4 and reply[0] == 0x20 and reply[3] == 0:
@@ -81,17 +140,25 @@ class EmbeddedBroker:
     """
 
     def __init__(self, runtime_dir: Path, *, host: str = "127.0.0.1", port: int = 1883,
-                 binary: str = "mosquitto") -> None:
+                 binary: str = "mosquitto", unix_socket: Path | None = None, listen_tcp: bool = True,
+                 authenticate_tcp: bool = False, limits: BrokerLimits = BrokerLimits()) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             host = "127.0.0.1"  # the embedded broker never listens beyond loopback
         self.host = "127.0.0.1" if host == "localhost" else host
         self.preferred_port = port
-        self.port = port
+        self.port = port if listen_tcp else None
         self.binary = binary
         self.dir = runtime_dir / "broker"
+        self.unix_socket = Path(unix_socket) if unix_socket is not None else None
+        self.listen_tcp = listen_tcp or unix_socket is None
+        self.limits = limits
         self.process: subprocess.Popen | None = None
         self.restarts = 0
         self.moved_from: int | None = None  # the configured port, when it was taken
+        # a TCP listener next to the private socket is for the user's own tools: it admits only the
+        # fleet's generated credentials, so another local user gains nothing by reaching (or grabbing) it
+        self.username = FLEET_USER if authenticate_tcp and self.listen_tcp else ""
+        self.password = secrets.token_urlsafe(24) if self.username else ""
 
     @property
     def pid(self) -> int | None:
@@ -117,33 +184,55 @@ class EmbeddedBroker:
         return path
 
     def _write_config(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lim = self.limits
+        lines = [
+            "# written by rmqtui for its private broker; regenerated at every start",
+            "per_listener_settings true",
+            "# keep our own user: dropping privileges would clear the parent-death signal",
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "# no cap on queued messages: a shared-subscription member that is down or slow keeps its share",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            f"max_packet_size {lim.max_packet_size}",
+            f"memory_limit {lim.memory_limit}",
+            f"persistent_client_expiration {lim.session_expiry}",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 2",
+            "set_tcp_nodelay true",
+            "# $SYS every 2 s: the store count feeds the autoscaler's backlog trend and /metrics",
+            "sys_interval 2",
+            f"log_dest file {self.log_path}",
+            "log_type error", "log_type warning", "log_type notice",
+            "connection_messages false",
+        ]
+        if self.unix_socket is not None:
+            # reachable only through the 0700 runtime directory that holds it
+            lines += [f"listener 0 {self.unix_socket}", "allow_anonymous true",
+                      f"max_connections {lim.max_connections}"]
+        if self.listen_tcp:
+            lines += [f"listener {self.port} {self.host}", f"max_connections {lim.max_connections}"]
+            if self.username:
+                passwd, acl = self.dir / "passwd", self.dir / "acl"
+                _write_0600(passwd, f"{self.username}:{password_hash(self.password)}\n")
+                _write_0600(acl, f"user {self.username}\ntopic readwrite #\n")
+                lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+            else:
+                lines += ["allow_anonymous true"]
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(
-            "# written by rmqtui for its private broker; regenerated at every start\n"
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "# keep our own user: dropping privileges would clear the parent-death signal\n"
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            "# no cap: a shared-subscription member that is down or slow keeps its share\n"
-            "max_queued_messages 0\n"
-            "max_queued_bytes 0\n"
-            "persistence true\n"
-            f"persistence_location {self.dir}/\n"
-            "autosave_interval 2\n"
-            "set_tcp_nodelay true\n"
-            "# $SYS every 2 s: the store count feeds the autoscaler's backlog trend and /metrics\n"
-            "sys_interval 2\n"
-            f"log_dest file {self.log_path}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-            "connection_messages false\n"
-        )
+        _write_0600(conf, "\n".join(lines) + "\n")
         return conf
 
     def start(self, timeout: float = 5.0) -> None:
         """Start the broker and return once it answers an MQTT CONNECT."""
         binary = self._resolve_binary()
-        if self.restarts == 0 and not port_is_free(self.host, self.port):
+        if self.unix_socket is not None:
+            try:
+                self.unix_socket.unlink()  # a stale socket of a killed broker
+            except FileNotFoundError:
+                pass
+        if self.listen_tcp and self.restarts == 0 and not port_is_free(self.host, self.port):
             self.moved_from = self.port
             self.port = free_port(self.host)
         for attempt in range(3):
@@ -162,11 +251,11 @@ class EmbeddedBroker:
                 return
             tail = self.log_tail()
             self.stop()
-            if "Address already in use" in tail and self.restarts == 0 and attempt < 2:
+            if "Address already in use" in tail and self.listen_tcp and self.restarts == 0 and attempt < 2:
                 self.moved_from = self.moved_from or self.port
                 self.port = free_port(self.host)
                 continue
-            raise BrokerError(f"the embedded Mosquitto did not start on {self.host}:{self.port}: "
+            raise BrokerError(f"the embedded Mosquitto did not start on {self.address}: "
                               f"{tail.strip().splitlines()[-1] if tail.strip() else 'no output'} "
                               f"(log: {self.log_path})")
 
@@ -175,10 +264,22 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return False
-            if mqtt_ping(self.host, self.port, timeout=0.5):
+            if self.ping(timeout=0.5):
                 return True
             time.sleep(0.02)
         return False
+
+    @property
+    def address(self) -> str:
+        """Where clients reach the broker, for messages: the socket path, else host:port."""
+        return str(self.unix_socket) if self.unix_socket is not None else f"{self.host}:{self.port}"
+
+    def ping(self, timeout: float = 0.5) -> bool:
+        """True when the broker answers a CONNECT; through the private socket when there is one,
+        so a process that grabbed the TCP port can never pass for our broker."""
+        if self.unix_socket is not None:
+            return mqtt_ping(self.host, 0, timeout, unix_path=self.unix_socket)
+        return mqtt_ping(self.host, self.port, timeout, username=self.username, password=self.password)
 
     def restart(self, timeout: float = 5.0) -> None:
         """Start a new broker process on the same address, after a crash."""
@@ -214,3 +315,16 @@ class EmbeddedBroker:
             except OSError as exc:
                 if exc.errno != errno.ESRCH:
                     raise
+
+
+def _write_0600(path: Path, text: str) -> None:
+    """Write a file only our user can read; an existing symlink is replaced, never followed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
