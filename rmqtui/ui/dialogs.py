@@ -1,4 +1,4 @@
-"""Modal screens: the kill confirmation and the key help."""
+"""Modal screens: confirmations, the key help and a one-line prompt."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -53,4 +53,32 @@ class HelpScreen(ModalScreen[None]):
         box.border_subtitle = "esc / ? close"
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Ask for one line of text; dismisses with the text on enter, None on escape."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt_cancel")]
+
+    def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.value = value
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt-box", classes="dialog-box"):
+            yield Static(self.question, id="prompt-question")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Static("[b]enter[/b] apply    [b]esc[/b] cancel", classes="dialog-keys")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -1,0 +1,149 @@
+"""The worker detail screen: every figure of one worker, its charts and its own log tail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from rmqtui.engine.snapshot import FleetSnapshot, LogRecord, WorkerSnapshot
+
+from . import format as fmt
+from .history import FleetHistory, series
+from .log_pane import LogPane
+
+_LABEL = 15  # cells left of each chart for its name and scale
+_CHART_ROWS = 2
+
+
+def figures(w: WorkerSnapshot) -> Content:
+    """Every figure of ``w``'s snapshot, grouped in short lines that fit 80 columns."""
+    handler = w.mean_handler_ms
+    lines = [
+        Content.assemble((w.id, "bold"), "  ", (w.state.value, "bold"),
+                         f"  pid {fmt.plain(w.pid)}  up {fmt.duration(w.uptime)}  log {w.log_level}"),
+        Content.assemble(("reason  ", "bold"), w.reason or "–"),
+        Content.assemble(("client  ", "bold"), w.client_id),
+        Content.assemble(("msgs    ", "bold"),
+                         f"received {w.received}  handled {w.handled}  failed {w.failed}  "
+                         f"dead-lettered {w.dead_lettered}  in flight {w.in_flight}"),
+        Content.assemble(("speed   ", "bold"),
+                         f"{fmt.rate(w.rate)} msg/s  handler "
+                         f"{'–' if handler is None else f'{handler:.2f} ms'}/msg  "
+                         f"handler total {w.handler_seconds:.1f} s"),
+        Content.assemble(("process ", "bold"),
+                         f"USS {fmt.bytes_mib(w.uss)}  RSS {fmt.bytes_mib(w.rss)}  "
+                         f"CPU {fmt.percent(w.cpu_percent)}%  fds {fmt.plain(w.fds)}  "
+                         f"threads {fmt.plain(w.threads)}"),
+        Content.assemble(("restarts", "bold"), f" {w.restarts}  last exit {fmt.exit_cause(w.last_exit)}"),
+    ]
+    return Content("\n").join(lines)
+
+
+def charts(history: FleetHistory, worker: str, now: float, width: int) -> Content:
+    """Rate, CPU and USS of ``worker`` over the kept history, one two-row chart each."""
+    samples = history.of(worker)
+    span = history.keep_seconds
+    if samples:
+        span = min(span, max(60.0, now - samples[0].time))
+    columns = max(8, width - _LABEL)
+    blocks = []
+    for name, field, unit in (("msg/s", "rate", ""), ("cpu%", "cpu", ""), ("USS", "uss", "MiB")):
+        values = series(samples, field, columns, now, span)
+        if field == "uss":
+            values = [v / (1024 * 1024) for v in values]
+        peak = max(values, default=0.0)
+        last = next((v for v in reversed(values) if v), 0.0)
+        rows = fmt.chart(values, columns, _CHART_ROWS, top=peak or None)
+        left = [f"{name:<6}{last:>7.1f}{unit[:1]}", f"max {peak:>9.1f}"]
+        for label, row in zip(left, rows):
+            blocks.append(Content.assemble((f"{label:<{_LABEL}}", "bold"), (row, "$accent")))
+    blocks.append(Content.styled(f"{'':<{_LABEL}}last {fmt.duration(span)}, newest at the right", "$text-muted"))
+    return Content("\n").join(blocks)
+
+
+class WorkerDetailScreen(Screen[None]):
+    """One worker in full; the app feeds it on every refresh through :meth:`show`."""
+
+    BINDINGS = [
+        Binding("escape,backspace", "close", "Back", id="detail_close", tooltip="Back to the fleet"),
+    ]
+
+    def __init__(self, worker_id: str, records: Iterable[LogRecord], snap: FleetSnapshot,
+                 history: FleetHistory) -> None:
+        super().__init__()
+        self.worker_id = worker_id
+        self._initial = list(records)
+        self._first = (snap, history)
+        self.worker: WorkerSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        self.figures = Static(id="detail-figures")
+        self.charts = Static(id="detail-charts")
+        self.search_box = Input(placeholder="search this worker's log (enter keeps, esc clears)",
+                                id="detail-search")
+        self.log_pane = LogPane(id="detail-log")
+        yield self.figures
+        yield self.charts
+        yield self.search_box
+        yield self.log_pane
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.log_pane.show_only(self.worker_id)
+        self.log_pane.add(self._initial)
+        self._initial = []
+        self.show(*self._first, [])
+        self.log_pane.focus()
+        self._title()
+
+    def show(self, snap: FleetSnapshot, history: FleetHistory, records: list[LogRecord]) -> None:
+        """Render the worker as of ``snap`` and append its new log records."""
+        worker = next((w for w in snap.workers if w.id == self.worker_id), None)
+        if worker is not None:
+            self.worker = worker
+            self.figures.update(figures(worker))
+        elif self.worker is not None:
+            self.figures.update(Content.assemble(figures(self.worker), "\n",
+                                                 ("no longer in the fleet (figures as last seen)", "$warning")))
+        else:
+            self.figures.update(Content.styled(f"{self.worker_id} is not in the fleet", "$warning"))
+        self.charts.update(charts(history, self.worker_id, snap.time, self.size.width - 2))
+        if records:
+            self.log_pane.add(records)
+
+    def _title(self) -> None:
+        self.log_pane.border_title = Content(self.log_pane.describe())
+
+    @on(LogPane.ViewChanged)
+    def _log_view_changed(self) -> None:
+        self._title()
+
+    @on(LogPane.SearchRequested)
+    def _search_requested(self, event: LogPane.SearchRequested) -> None:
+        event.stop()
+        self.search_box.value = self.log_pane.search
+        self.search_box.display = True
+        self.search_box.focus()
+
+    @on(Input.Changed, "#detail-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.log_pane.set_search(event.value)
+
+    @on(Input.Submitted, "#detail-search")
+    def _search_submitted(self) -> None:
+        self.search_box.display = False
+        self.log_pane.focus()
+
+    def action_close(self) -> None:
+        if self.search_box.has_focus:
+            self.search_box.value = ""
+            self.search_box.display = False
+            self.log_pane.focus()
+            return
+        self.dismiss(None)
