@@ -191,6 +191,10 @@ class FleetApp(OperatorActions, App[None]):
             if isinstance(self.screen, WorkerDetailScreen):
                 self.screen.show(snap, self.history, [r for r in records if r.source == self.screen.worker_id])
 
+    def _ui_log(self, level: str, message: str) -> None:
+        now = self.fleet_snapshot.time if self.fleet_snapshot is not None else time.time()
+        self.log_pane.add([LogRecord(0, now, level, "ui", message)])
+
     def _adapt_period(self, workers: int) -> None:
         # Redrawing the tables is most of the TUI's cost; a large fleet's process figures are
         # sampled every workers/50 s anyway, so refresh no faster than that (100 workers: 2 s).
