@@ -48,6 +48,8 @@ def figures(w: WorkerSnapshot) -> Content:
 def charts(history: FleetHistory, worker: str, now: float, width: int) -> Content:
     """Rate, CPU and USS of ``worker`` over the kept history, one two-row chart each."""
     samples = history.of(worker)
+    if samples:
+        now = max(now, samples[-1].time)
     span = history.keep_seconds
     if samples:
         span = min(span, max(60.0, now - samples[0].time))
