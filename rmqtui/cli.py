@@ -98,6 +98,7 @@ def _run_tui(fleet) -> int:
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     app.run()
+    print(app.summary())
     code = app.return_code if app.return_code is not None else 1
     if code == FORCED_EXIT:
         fleet.force()

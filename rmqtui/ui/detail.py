@@ -38,7 +38,7 @@ def figures(w: WorkerSnapshot) -> Content:
                          f"handler total {w.handler_seconds:.1f} s"),
         Content.assemble(("process ", "bold"),
                          f"USS {fmt.bytes_mib(w.uss)}  RSS {fmt.bytes_mib(w.rss)}  "
-                         f"CPU {fmt.percent(w.cpu_percent)}%  fds {fmt.plain(w.fds)}  "
+                         f"CPU {fmt.percent(w.cpu_percent)}{'' if w.cpu_percent is None else '%'}  fds {fmt.plain(w.fds)}  "
                          f"threads {fmt.plain(w.threads)}"),
         Content.assemble(("restarts", "bold"), f" {w.restarts}  last exit {fmt.exit_cause(w.last_exit)}"),
     ]

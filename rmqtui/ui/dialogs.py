@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -42,13 +43,18 @@ class HelpScreen(ModalScreen[None]):
         self.rows = list(rows)
 
     def compose(self) -> ComposeResult:
-        width = max(len(key) for key, _ in self.rows)
-        lines = "\n".join(f"[b]{key:>{width}}[/b]  {text}" for key, text in self.rows)
+        # A grid, not padded text: on a narrow screen long keys and texts wrap inside their column.
+        table = Table.grid(padding=(0, 2))
+        table.add_column(justify="right", style="bold", max_width=14)
+        table.add_column()
+        for key, text in self.rows:
+            table.add_row(key, text)
         with VerticalScroll(id="help-box", classes="dialog-box"):
-            yield Static(lines, id="help-keys", markup=True)
+            yield Static(table, id="help-keys")
 
     def on_mount(self) -> None:
         box = self.query_one("#help-box")
+        self.set_class(self.app.size.width < 100, "-narrow")
         box.border_title = "keys"
         box.border_subtitle = "esc / ? close"
 

@@ -107,7 +107,7 @@ def bytes_mib(b: int | None) -> str:
 
 
 def exit_cause(code: int | None) -> str:
-    """An exit code as an operator reads it: "exit 1", "signal 9", or a dash."""
+    """An exit code as an operator reads it: "code 1", "signal 9", or a dash."""
     if code is None:
         return "–"
-    return f"signal {-code}" if code < 0 else f"exit {code}"
+    return f"signal {-code}" if code < 0 else f"code {code}"

@@ -50,17 +50,18 @@ def sort_workers(workers: Sequence[WorkerSnapshot], key: str, reverse: bool = Fa
 class WorkersTable(KeyedTable):
     """Workers with their state, counters and process metrics; state colours come from rmqtui.tcss."""
 
+    # Essential columns (drop 0) fit 60 columns; those with drop 1 join them at 80.
     SPECS = (
         ColumnSpec("id", "worker", 13),
-        ColumnSpec("pid", "pid", 7, right=True),
+        ColumnSpec("pid", "pid", 7, drop=1, right=True),
         ColumnSpec("state", "state", 12),
         ColumnSpec("handled", "done", 6, right=True),
         ColumnSpec("rate", "msg/s", 5, right=True),
-        ColumnSpec("failed", "fail", 4, right=True),
+        ColumnSpec("failed", "fail", 4, drop=1, right=True),
         ColumnSpec("cpu", "cpu%", 4, right=True),
         ColumnSpec("uss", "MB", 4, right=True),
-        ColumnSpec("restarts", "rst", 3, right=True),
-        ColumnSpec("debug", "D", 1),
+        ColumnSpec("restarts", "rst", 3, drop=1, right=True),
+        ColumnSpec("debug", "D", 1, drop=1),
         ColumnSpec("reason", "reason", 16, drop=2, flex=True, max_width=240),
         ColumnSpec("uptime", "uptime", 6, drop=3, right=True),
         ColumnSpec("fds", "fds", 4, drop=4, right=True),
