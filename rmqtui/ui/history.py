@@ -57,8 +57,9 @@ class FleetHistory:
 def series(samples: list[Sample], field: str, width: int, now: float, span: float) -> list[float]:
     """``width`` values of ``field`` covering the ``span`` seconds up to ``now``, one per column.
 
-    Each column is the mean of the samples that fall in it (a column with none is 0, as the
-    chart has nothing to show there); unknown figures (None) count as 0.
+    Each column is the mean of the samples that fall in it; a column with none between two
+    samples holds the previous value (the chart is wider than the samples are dense), and
+    columns before the first sample are 0.  Unknown figures (None) count as 0.
     """
     if width <= 0 or span <= 0:
         return []
@@ -72,4 +73,10 @@ def series(samples: list[Sample], field: str, width: int, now: float, span: floa
         value = getattr(s, field)
         sums[column] += float(value) if value is not None else 0.0
         counts[column] += 1
-    return [total / n if n else 0.0 for total, n in zip(sums, counts)]
+    values = []
+    last: float | None = None
+    for total, n in zip(sums, counts):
+        if n:
+            last = total / n
+        values.append(last if last is not None else 0.0)
+    return values
