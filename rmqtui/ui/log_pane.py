@@ -1,15 +1,16 @@
-"""The log pane: fleet events and worker log records, newest last.
+"""The log pane: fleet events and worker log records, newest last, wrapped to the pane's width.
 
 Its cost does not grow with the log rate: :meth:`LogPane.add` only appends records to
-bounded lists (one call per refresh, however many records arrived), and a line is
-turned into styled text only when it scrolls into view (``render_line``), then cached.
-The pane can follow the tail, be scrolled back, paused, searched and filtered by level
-or by worker.
+bounded lists (one call per refresh, however many records arrived) and counts the rows
+each will take; a record is turned into styled text only when it scrolls into view
+(``render_line``), then cached.  The pane can follow the tail, be scrolled back, paused,
+searched and filtered by level or by worker.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -80,13 +81,18 @@ class LogPane(ScrollView, can_focus=True):
         self._records: list[_Line] = []
         self._view: list[_Line] = []
         self._arrived = 0
-        self._width = 0
+        self._ends: list[int] = []  # per view line: the row after its last, counted from the first row ever
+        self._base = 0  # rows of lines trimmed from the front of the view
+        self._wrap = 0  # the width rows were counted for
         self._only: str | None = None
         self._min_level = "DEBUG"
         self._search = ""
         self._paused = False
         self._pending = 0
-        self._cache: LRUCache[int, Strip] = LRUCache(512)
+        self._cache: LRUCache[int, list[Strip]] = LRUCache(512)
+        # Kept from scroll changes, not computed from sizes: a resize moves the end but must
+        # not stop the pane from following it.
+        self._at_end = True
 
     # -- state the app shows in the title -------------------------------------------------------
 
@@ -118,7 +124,7 @@ class LogPane(ScrollView, can_focus=True):
     @property
     def following(self) -> bool:
         """True when the last line is on screen, so new lines scroll into view."""
-        return not self._paused and self.scroll_y >= self.max_scroll_y
+        return not self._paused and self._at_end
 
     def describe(self) -> str:
         """A short description of the view for the pane's title."""
@@ -137,8 +143,14 @@ class LogPane(ScrollView, can_focus=True):
 
     @property
     def lines(self) -> list[Strip]:
-        """Every line of the current view, rendered (for tests; the screen renders only what shows)."""
-        return [self._strip(line) for line in self._view]
+        """Every record of the current view as one unwrapped line (for tests; the screen renders
+        only the rows it shows)."""
+        return [self._unwrapped(line.record) for line in self._view]
+
+    @property
+    def rows(self) -> int:
+        """Rows the view takes at the current width."""
+        return self._ends[-1] - self._base if self._ends else 0
 
     # -- feeding --------------------------------------------------------------------------------
 
@@ -154,7 +166,7 @@ class LogPane(ScrollView, can_focus=True):
                 self._pending += 1
             elif self._wanted(record):
                 self._view.append(line)
-                self._width = max(self._width, _width_of(record))
+                self._ends.append((self._ends[-1] if self._ends else self._base) + self._rows_of(record))
                 added += 1
         if len(self._records) > self.max_records + _SLACK:
             del self._records[: len(self._records) - self.max_records]
@@ -163,14 +175,18 @@ class LogPane(ScrollView, can_focus=True):
                 self.post_message(self.ViewChanged(self))
             return
         dropped = len(self._view) - self.max_records
+        gone = 0
         if dropped > 0:
+            gone = self._ends[dropped - 1] - self._base
+            self._base = self._ends[dropped - 1]
             del self._view[:dropped]
-        self.virtual_size = Size(self._width, len(self._view))
+            del self._ends[:dropped]
+        self.virtual_size = Size(self._wrap, self.rows)
         if following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
-        elif dropped > 0:
+        elif gone:
             # Scrolled back: keep the same lines on screen while old ones leave the top.
-            self.scroll_to(y=max(0, self.scroll_y - dropped), animate=False, immediate=True)
+            self.scroll_to(y=max(0, self.scroll_y - gone), animate=False, immediate=True)
         self.refresh()
 
     def records_of(self, source: str) -> list[LogRecord]:
@@ -234,18 +250,42 @@ class LogPane(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
-        if (old >= self.max_scroll_y) != (new >= self.max_scroll_y):
+        at_end = new >= self.max_scroll_y
+        if at_end != self._at_end:
+            self._at_end = at_end
             self.post_message(self.ViewChanged(self))
 
     def _rebuild(self) -> None:
         self._pending = 0
         self._view = [line for line in self._records if self._wanted(line.record)][-self.max_records:]
-        self._width = max((_width_of(line.record) for line in self._view), default=0)
-        self._cache.clear()
-        self.virtual_size = Size(self._width, len(self._view))
+        self._count_rows()
         self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
         self.post_message(self.ViewChanged(self))
+
+    def _count_rows(self) -> None:
+        self._wrap = self.scrollable_content_region.width
+        self._cache.clear()
+        self._base = 0
+        self._ends = []
+        end = 0
+        for line in self._view:
+            end += self._rows_of(line.record)
+            self._ends.append(end)
+        self.virtual_size = Size(self._wrap, self.rows)
+
+    def _rows_of(self, record: LogRecord) -> int:
+        # Records wrap at a fixed width, character by character, so their rows are known
+        # from their length alone, without rendering them.
+        return max(1, -(-_width_of(record) // self._wrap)) if self._wrap > 0 else 1
+
+    def on_resize(self) -> None:
+        if self.scrollable_content_region.width != self._wrap:
+            following = self.following
+            self._count_rows()
+            if following:
+                self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.refresh()
 
     def _wanted(self, record: LogRecord) -> bool:
         if self._only is not None and record.source != self._only:
@@ -264,24 +304,39 @@ class LogPane(ScrollView, can_focus=True):
         self._cache.clear()
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
+        row = self.scroll_offset.y + y
         width = self.scrollable_content_region.width
         style = self.rich_style
+        absolute = row + self._base
+        index = bisect_right(self._ends, absolute)
         if index >= len(self._view):
             return Strip.blank(width, style)
-        strip = self._strip(self._view[index])
-        return strip.crop_extend(scroll_x, scroll_x + width, style).apply_offsets(scroll_x, index)
+        first = self._ends[index - 1] if index else self._base
+        strips = self._wrapped(self._view[index])
+        part = absolute - first
+        if part >= len(strips):
+            return Strip.blank(width, style)
+        return strips[part].crop_extend(0, width, style).apply_offsets(0, row)
 
-    def _strip(self, line: _Line) -> Strip:
-        strip = self._cache.get(line.n)
-        if strip is None:
+    def _wrapped(self, line: _Line) -> list[Strip]:
+        strips = self._cache.get(line.n)
+        if strips is None:
             text = self._text(line.record)
-            segments = [Segment(s.text, self.rich_style + s.style if s.style else self.rich_style)
-                        for s in text.render(self.app.console)]
-            strip = Strip(segments, text.cell_len)
-            self._cache[line.n] = strip
-        return strip
+            width = max(1, self._wrap)
+            pieces = text.divide(range(width, len(text.plain), width)) if len(text.plain) > width else [text]
+            for piece in pieces:
+                piece.end = ""
+            strips = [self._strip_of(piece) for piece in pieces]
+            self._cache[line.n] = strips
+        return strips
+
+    def _unwrapped(self, record: LogRecord) -> Strip:
+        return self._strip_of(self._text(record))
+
+    def _strip_of(self, text: Text) -> Strip:
+        base = self.rich_style
+        segments = [Segment(s.text, base + s.style if s.style else base) for s in text.render(self.app.console)]
+        return Strip(segments, text.cell_len)
 
     def _text(self, record: LogRecord) -> Text:
         style = lambda name: part_style(self, name)  # noqa: E731
