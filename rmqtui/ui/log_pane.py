@@ -157,8 +157,14 @@ class LogPane(ScrollView, can_focus=True):
     def add(self, records: Iterable[LogRecord]) -> None:
         """Append records, oldest first: list appends only, and one refresh for the whole batch."""
         following = self.following
+        batch = records if isinstance(records, list) else list(records)
+        if len(batch) > self.max_records:
+            # More than the pane keeps arrived in one refresh: the older ones would be trimmed
+            # right away, so they are not even looked at.
+            self._arrived += len(batch) - self.max_records
+            batch = batch[-self.max_records:]
         added = 0
-        for record in records:
+        for record in batch:
             line = _Line(self._arrived, record)
             self._arrived += 1
             self._records.append(line)
