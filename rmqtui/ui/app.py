@@ -22,7 +22,7 @@ from .commands import FleetCommands
 from .detail import WorkerDetailScreen
 from .dialogs import ConfirmScreen, HelpScreen
 from .history import FleetHistory
-from .log_pane import LogPane
+from .log_pane import LogPane, LogSearchBox
 from .actions import OperatorActions
 from .routes_table import RoutesTable
 from .status_bar import StatusBar
@@ -130,8 +130,8 @@ class FleetApp(OperatorActions, App[None]):
         self.routes_table = RoutesTable(id="routes")
         self.filter_box = Input(placeholder="filter workers by id or state (enter keeps, esc clears)", id="filter")
         self.workers_table = WorkersTable(id="workers")
-        self.log_search = Input(placeholder="search the log (enter keeps, esc clears)", id="log-search")
         self.log_pane = LogPane(id="log")
+        self.log_search = LogSearchBox(self.log_pane, id="log-search")
         yield self.status_bar
         yield self.routes_table
         yield self.filter_box
@@ -311,21 +311,6 @@ class FleetApp(OperatorActions, App[None]):
         self.sort_reverse = not self.sort_reverse
         self._render()
 
-    @on(LogPane.SearchRequested, "#log")
-    def _log_search_requested(self) -> None:
-        self.log_search.value = self.log_pane.search
-        self.log_search.display = True
-        self.log_search.focus()
-
-    @on(Input.Changed, "#log-search")
-    def _log_search_changed(self, event: Input.Changed) -> None:
-        self.log_pane.set_search(event.value)
-
-    @on(Input.Submitted, "#log-search")
-    def _log_search_submitted(self) -> None:
-        self.log_search.display = False
-        self.log_pane.focus()
-
     @on(LogPane.ViewChanged, "#log")
     def _log_view_changed(self) -> None:
         self._titles()
@@ -346,14 +331,12 @@ class FleetApp(OperatorActions, App[None]):
         self.workers_table.focus()
 
     def on_key(self, event) -> None:
-        if event.key != "escape":
-            return
-        for box, back in ((self.filter_box, self.workers_table), (self.log_search, self.log_pane)):
-            if box.has_focus:
-                event.stop()
-                box.value = ""
-                box.display = False
-                back.focus()
+        box = self.filter_box
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            box.value = ""
+            box.display = False
+            self.workers_table.focus()
 
     def action_help(self) -> None:
         rows = [(b.key_display or b.key, b.tooltip or b.description) for b in self._fleet_bindings()

@@ -9,13 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from rmqtui.engine.snapshot import FleetSnapshot, LogRecord, WorkerSnapshot
 
 from . import format as fmt
 from .history import FleetHistory, series
-from .log_pane import LogPane
+from .log_pane import LogPane, LogSearchBox
 
 _LABEL = 15  # cells left of each chart for its name and scale
 _CHART_ROWS = 2
@@ -87,9 +87,8 @@ class WorkerDetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         self.figures = Static(id="detail-figures")
         self.charts = Static(id="detail-charts")
-        self.search_box = Input(placeholder="search this worker's log (enter keeps, esc clears)",
-                                id="detail-search")
         self.log_pane = LogPane(id="detail-log")
+        self.search_box = LogSearchBox(self.log_pane, id="detail-search")
         yield self.figures
         yield self.charts
         yield self.search_box
@@ -126,26 +125,5 @@ class WorkerDetailScreen(Screen[None]):
     def _log_view_changed(self) -> None:
         self._title()
 
-    @on(LogPane.SearchRequested)
-    def _search_requested(self, event: LogPane.SearchRequested) -> None:
-        event.stop()
-        self.search_box.value = self.log_pane.search
-        self.search_box.display = True
-        self.search_box.focus()
-
-    @on(Input.Changed, "#detail-search")
-    def _search_changed(self, event: Input.Changed) -> None:
-        self.log_pane.set_search(event.value)
-
-    @on(Input.Submitted, "#detail-search")
-    def _search_submitted(self) -> None:
-        self.search_box.display = False
-        self.log_pane.focus()
-
     def action_close(self) -> None:
-        if self.search_box.has_focus:
-            self.search_box.value = ""
-            self.search_box.display = False
-            self.log_pane.focus()
-            return
         self.dismiss(None)

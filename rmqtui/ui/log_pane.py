@@ -23,6 +23,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widgets import Input
 
 from rmqtui.engine.snapshot import LogRecord
 
@@ -43,16 +44,6 @@ class _Line:
     record: LogRecord
 
 
-class _PaneMessage(Message):
-    def __init__(self, pane: LogPane) -> None:
-        super().__init__()
-        self.pane = pane
-
-    @property
-    def control(self) -> LogPane:
-        return self.pane
-
-
 class LogPane(ScrollView, can_focus=True):
     """A bounded, virtual log: only the lines on screen are ever rendered."""
 
@@ -69,11 +60,16 @@ class LogPane(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"log--time", "log--debug", "log--info", "log--warning", "log--error", "log--source",
                          "log--match"}
 
-    class SearchRequested(_PaneMessage):
-        """The operator pressed ``/`` in the pane: the app opens its input for the search text."""
+    class ViewChanged(Message):
+        """Pause, level, search, worker filter or following changed: the app updates the pane's title."""
 
-    class ViewChanged(_PaneMessage):
-        """Pause, level, search or worker filter changed: the app updates the pane's title."""
+        def __init__(self, pane: LogPane) -> None:
+            super().__init__()
+            self.pane = pane
+
+        @property
+        def control(self) -> LogPane:
+            return self.pane
 
     def __init__(self, *, id: str | None = None, max_records: int = MAX_RECORDS) -> None:
         super().__init__(id=id)
@@ -93,6 +89,7 @@ class LogPane(ScrollView, can_focus=True):
         # Kept from scroll changes, not computed from sizes: a resize moves the end but must
         # not stop the pane from following it.
         self._at_end = True
+        self.search_box: LogSearchBox | None = None  # set by the box that searches this pane
 
     # -- state the app shows in the title -------------------------------------------------------
 
@@ -238,7 +235,8 @@ class LogPane(ScrollView, can_focus=True):
         self.set_level(LEVELS[(LEVELS.index(self._min_level) + 1) % len(LEVELS)])
 
     def action_search(self) -> None:
-        self.post_message(self.SearchRequested(self))
+        if self.search_box is not None:
+            self.search_box.open()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Without a search, escape is not ours: it closes the detail screen.
@@ -369,3 +367,37 @@ def _width_of(record: LogRecord) -> int:
     # time, level and three spaces: 8 + 1 + 5 + 1 + 1 cells; a message is one line (control
     # characters are stripped by the engine), so its length is its width for all but wide glyphs.
     return 16 + len(record.source) + len(record.message)
+
+
+class LogSearchBox(Input):
+    """The search line of a :class:`LogPane`: ``/`` in the pane opens it, the pane filters as
+    you type, enter keeps the search, esc clears it."""
+
+    BINDINGS = [Binding("escape", "cancel", "Clear search", show=False)]
+
+    def __init__(self, pane: LogPane, *, id: str | None = None) -> None:
+        super().__init__(placeholder="search the log (enter keeps, esc clears)", id=id, classes="log-search")
+        self.pane = pane
+        pane.search_box = self
+
+    def open(self) -> None:
+        """Show the box with the pane's current search and focus it."""
+        self.value = self.pane.search
+        self.display = True
+        self.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.pane.set_search(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._close()
+
+    def action_cancel(self) -> None:
+        self.value = ""
+        self._close()
+
+    def _close(self) -> None:
+        self.display = False
+        self.pane.focus()

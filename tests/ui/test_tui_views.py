@@ -187,3 +187,24 @@ async def test_summary_after_quitting_has_the_totals() -> None:
         await pilot.pause()
     text = app.summary()
     assert "handled 144959" in text and "dead-lettered 3" in text and "/srv/state/logs" in text, text
+
+
+async def test_detail_log_search_then_escape_clears_then_closes() -> None:
+    fleet = ScriptedFleet()
+    fleet.log("INFO", "orders/0", "order 17 stored")
+    fleet.log("INFO", "orders/0", "order 18 stored")
+    app = app_on(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("slash", *"18")
+        await pilot.pause()
+        lines = [strip.text for strip in screen.log_pane.lines]
+        assert lines and all("18" in line for line in lines), f"the detail log filters as you type: {lines}"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert screen.log_pane.search == "" and app.screen is screen, "the first escape clears the search"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is not screen, "the second escape closes the detail screen"
