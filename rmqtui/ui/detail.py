@@ -17,8 +17,8 @@ from . import format as fmt
 from .history import FleetHistory, series
 from .log_pane import LogPane, LogSearchBox
 
-_LABEL = 15  # cells left of each chart for its name and scale
-_CHART_ROWS = 2
+_LABEL = 16  # cells left of each chart for its name and scale
+_TALL = 30  # from this screen height on, charts are two rows high
 
 
 def figures(w: WorkerSnapshot) -> Content:
@@ -34,19 +34,18 @@ def figures(w: WorkerSnapshot) -> Content:
                          f"dead-lettered {w.dead_lettered}  in flight {w.in_flight}"),
         Content.assemble(("speed   ", "bold"),
                          f"{fmt.rate(w.rate)} msg/s  handler "
-                         f"{'–' if handler is None else f'{handler:.2f} ms'}/msg  "
-                         f"handler total {w.handler_seconds:.1f} s"),
+                         f"{'–' if handler is None else f'{handler:.2f} ms'}/msg, {w.handler_seconds:.1f} s in all"),
         Content.assemble(("process ", "bold"),
                          f"USS {fmt.bytes_mib(w.uss)}  RSS {fmt.bytes_mib(w.rss)}  "
-                         f"CPU {fmt.percent(w.cpu_percent)}{'' if w.cpu_percent is None else '%'}  fds {fmt.plain(w.fds)}  "
-                         f"threads {fmt.plain(w.threads)}"),
-        Content.assemble(("restarts", "bold"), f" {w.restarts}  last exit {fmt.exit_cause(w.last_exit)}"),
+                         f"CPU {fmt.percent(w.cpu_percent)}{'' if w.cpu_percent is None else '%'}"),
+        Content.assemble(("restarts", "bold"), f" {w.restarts}  last exit {fmt.exit_cause(w.last_exit)}  "
+                         f"fds {fmt.plain(w.fds)}  threads {fmt.plain(w.threads)}"),
     ]
     return Content("\n").join(lines)
 
 
-def charts(history: FleetHistory, worker: str, now: float, width: int) -> Content:
-    """Rate, CPU and USS of ``worker`` over the kept history, one two-row chart each."""
+def charts(history: FleetHistory, worker: str, now: float, width: int, height: int = 2) -> Content:
+    """Rate, CPU and USS of ``worker`` over the kept history, one chart ``height`` rows high each."""
     samples = history.of(worker)
     if samples:
         now = max(now, samples[-1].time)
@@ -60,12 +59,15 @@ def charts(history: FleetHistory, worker: str, now: float, width: int) -> Conten
         if field == "uss":
             values = [v / (1024 * 1024) for v in values]
         peak = max(values, default=0.0)
-        last = next((v for v in reversed(values) if v), 0.0)
-        rows = fmt.chart(values, columns, _CHART_ROWS, top=peak or None)
-        left = [f"{name:<6}{last:>7.1f}{unit[:1]}", f"max {peak:>9.1f}"]
+        last = values[-1] if values else 0.0
+        rows = fmt.chart(values, columns, height, top=peak or None)
+        left = ([f"{name:<6}{last:>7.1f}{unit[:1]}", f"max {peak:>9.1f}"] if height > 1
+                else [f"{name:<5}{last:>5.0f}/{peak:<5.0f}"])
         for label, row in zip(left, rows):
             blocks.append(Content.assemble((f"{label:<{_LABEL}}", "bold"), (row, "$accent")))
-    blocks.append(Content.styled(f"{'':<{_LABEL}}last {fmt.duration(span)}, newest at the right", "$text-muted"))
+    legend = "now/max, " if height == 1 else ""
+    blocks.append(Content.styled(f"{'':<{_LABEL}}{legend}last {fmt.duration(span)}, newest at the right",
+                                 "$text-muted"))
     return Content("\n").join(blocks)
 
 
@@ -114,7 +116,8 @@ class WorkerDetailScreen(Screen[None]):
                                                  ("no longer in the fleet (figures as last seen)", "$warning")))
         else:
             self.figures.update(Content.styled(f"{self.worker_id} is not in the fleet", "$warning"))
-        self.charts.update(charts(history, self.worker_id, snap.time, self.size.width - 2))
+        height = 2 if self.size.height >= _TALL else 1
+        self.charts.update(charts(history, self.worker_id, snap.time, self.size.width - 2, height))
         if records:
             self.log_pane.add(records)
 
