@@ -15,6 +15,7 @@ from textual.message import Message
 from rmqtui.engine.api import CommandResult
 from rmqtui.engine.snapshot import WorkerSnapshot
 
+from .detail import WorkerDetailScreen
 from .dialogs import ConfirmScreen, PromptScreen
 
 if TYPE_CHECKING:
@@ -43,7 +44,14 @@ class OperatorActions:
 
     # -- targets --------------------------------------------------------------------------------
 
+    def _shown_worker(self: FleetApp) -> WorkerSnapshot | None:
+        """The worker of the detail screen, when that screen is on top."""
+        screen = self.screen
+        return screen.worker if isinstance(screen, WorkerDetailScreen) else None
+
     def _target_route(self: FleetApp) -> str | None:
+        if shown := self._shown_worker():
+            return shown.route
         worker = self.selected_worker
         if self.workers_table.has_focus and worker is not None:
             return worker.route
@@ -56,7 +64,9 @@ class OperatorActions:
         return worker
 
     def _targets(self: FleetApp) -> list[WorkerSnapshot]:
-        """The marked workers when there are any, else the selected one (reported when none)."""
+        """The detail screen's worker; else the marked workers, if any; else the selected one."""
+        if shown := self._shown_worker():
+            return [shown]
         snap = self.fleet_snapshot
         if self.marked and snap is not None:
             marked = [w for w in snap.workers if w.id in self.marked]

@@ -208,3 +208,16 @@ async def test_detail_log_search_then_escape_clears_then_closes() -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is not screen, "the second escape closes the detail screen"
+
+
+async def test_keys_on_the_detail_screen_act_on_its_worker_even_with_marks() -> None:
+    fleet = ScriptedFleet()
+    app = app_on(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("space", "space")  # marks orders/0 and orders/1; the cursor is on orders/2
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, WorkerDetailScreen) and app.screen.worker_id == "orders/2"
+        await pilot.press("r")
+        await pilot.pause()
+        assert fleet.calls[-1] == ("restart_worker", "orders/2"), "r restarts the worker on screen only"
