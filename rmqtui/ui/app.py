@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.content import Content
@@ -14,18 +14,17 @@ from textual.events import Resize
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input
 
-from rmqtui.engine.api import CommandResult, FleetControl
+from rmqtui.engine.api import FleetControl
 from rmqtui.engine.snapshot import FleetSnapshot, LogRecord, WorkerSnapshot
 
-from . import format as fmt
+from .actions import OperatorActions
 from .commands import FleetCommands
 from .detail import WorkerDetailScreen
-from .dialogs import ConfirmScreen, HelpScreen
 from .history import FleetHistory
 from .log_pane import LogPane, LogSearchBox
-from .actions import OperatorActions
 from .routes_table import RoutesTable
-from .status_bar import StatusBar
+from .status_bar import StatusBar, quit_summary
+from .views import ViewActions
 from .workers_table import WorkersTable, sort_workers
 
 FORCED_EXIT = 130
@@ -34,18 +33,9 @@ FORCED_EXIT = 130
 _ALERT_SOURCES = ("fleet", "broker")
 _SCROLLBAR = 1  # matches scrollbar-size-vertical in rmqtui.tcss
 
-NAVIGATION_HELP = (
-    ("tab / shift+tab", "Move between routes, workers and log"),
-    ("↑ ↓ pgup pgdn home end", "Move the cursor (log pane: scroll; end follows)"),
-    ("enter", "Route: show its workers; worker: its detail screen (esc back)"),
-    ("p", "Log pane: pause / resume (scrolling up also stops following)"),
-    ("v", "Log pane: lowest level shown (DEBUG, INFO, WARNING, ERROR)"),
-    ("/ in the log pane", "Search the log: only matching lines; esc clears"),
-    ("ctrl+p", "Command palette (the same actions)"),
-)
 
 
-class FleetApp(OperatorActions, App[None]):
+class FleetApp(ViewActions, OperatorActions, App[None]):
     """Live view of a worker fleet; every action goes through :class:`FleetControl`."""
 
     CSS_PATH = "rmqtui.tcss"
@@ -282,34 +272,7 @@ class FleetApp(OperatorActions, App[None]):
             self.log_pane.show_only(worker.id if worker else "\0none")
             self._titles()
 
-    # -- view toggles -------------------------------------------------------------------------
-
-    def action_toggle_all_routes(self) -> None:
-        self.all_routes = not self.all_routes
-        self._render()
-
-    def action_toggle_log_filter(self) -> None:
-        if not self.log_selected_only and self.selected_worker is None:
-            self._report(CommandResult.refused("no worker selected"))
-            return
-        self.log_selected_only = not self.log_selected_only
-        if self.log_selected_only:
-            self._follow_log()
-        else:
-            self.log_pane.show_only(None)
-        self._titles()
-
-    def action_sort_column(self, step: int) -> None:
-        """Sort the workers by the shown column left (-1) or right (+1) of the current one."""
-        keys = self.workers_table.shown_keys
-        index = keys.index(self.sort_key) if self.sort_key in keys else 0
-        self.sort_key = keys[(index + step) % len(keys)]
-        self.sort_reverse = False
-        self._render()
-
-    def action_invert_sort(self) -> None:
-        self.sort_reverse = not self.sort_reverse
-        self._render()
+    # -- view toggles (the others are in ViewActions) ----------------------------------------
 
     @on(LogPane.ViewChanged, "#log")
     def _log_view_changed(self) -> None:
@@ -337,15 +300,6 @@ class FleetApp(OperatorActions, App[None]):
             box.value = ""
             box.display = False
             self.workers_table.focus()
-
-    def action_help(self) -> None:
-        rows = [(b.key_display or b.key, b.tooltip or b.description) for b in self._fleet_bindings()
-                if b.id != "interrupt"]
-        rows.append(("ctrl+c", "Like q: drain the fleet and quit; a second ctrl+c forces"))
-        self.push_screen(HelpScreen([*rows, *NAVIGATION_HELP]))
-
-    def _fleet_bindings(self) -> list[Binding]:
-        return [b for b in self.BINDINGS if isinstance(b, Binding)]
 
     def get_system_commands(self, screen):
         # The system "Quit" exits at once, skipping the drain; the palette's own "Quit" drains.
@@ -385,6 +339,10 @@ class FleetApp(OperatorActions, App[None]):
         """Ctrl-C, as headless: the first drains, the second forces."""
         self.action_quit()
 
+    def summary(self) -> str:
+        """A few lines for the terminal after quitting: uptime and the fleet's totals."""
+        return quit_summary(self.fleet_snapshot)
+
     def action_force_quit(self) -> None:
         """Kill every worker now (through ``fleet.force()`` when the fleet has it) and exit."""
         force = getattr(self.fleet, "force", None)
@@ -395,19 +353,6 @@ class FleetApp(OperatorActions, App[None]):
                 print(f"rmqtui: forcing the stop failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         self.exit(return_code=FORCED_EXIT)
 
-    def summary(self) -> str:
-        """A few lines for the terminal after quitting: uptime and the fleet's totals."""
-        snap = self.fleet_snapshot
-        if snap is None:
-            return "rmqtui: no snapshot of the fleet was ever taken"
-        failed = sum(r.failed for r in snap.routes)
-        dead = sum(w.dead_lettered for w in snap.workers)
-        lines = [f"rmqtui: up {fmt.duration(snap.uptime)}, handled {snap.handled}, failed {failed}, "
-                 f"dead-lettered {dead} (workers still in the fleet at the end)"]
-        logs = snap.extra.get("log_dir") if isinstance(snap.extra, dict) else None
-        if logs:
-            lines.append(f"rmqtui: logs in {logs}")
-        return "\n".join(lines)
 
 
 def run_tui(fleet: FleetControl, *, refresh: float = 1.0) -> int:
