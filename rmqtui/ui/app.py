@@ -75,8 +75,10 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
                 tooltip="Write counts to routemq.toml (drops comments)"),
         Binding("R", "reload_config", "Reload", key_display="R", show=False, id="reload_config",
                 tooltip="Reload routemq.toml: counts, log level live (says which live changes it undoes)"),
-        Binding("slash", "filter", "Filter", key_display="/", id="filter",
-                tooltip="Filter workers by id/state; enter keeps, esc clears"),
+        # A priority binding, so "/" moves the focus before the keys typed after it are handed
+        # to a widget: fast or pasted search text must never run as commands ("-" drains).
+        Binding("slash", "find", "Find", key_display="/", id="filter", priority=True,
+                tooltip="Filter workers by id/state (log pane: search the log); enter keeps, esc clears"),
         Binding("a", "toggle_all_routes", "All", show=False, id="toggle_all_routes",
                 tooltip="Workers of all routes / of the selected route"),
         Binding("l", "toggle_log_filter", "Log", show=False, id="toggle_log_filter",
@@ -278,10 +280,22 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
     def _log_view_changed(self) -> None:
         self._titles()
 
+    def action_find(self) -> None:
+        """``/``: typed into a focused input, else search the log pane in focus, else filter workers."""
+        focused = self.focused
+        if isinstance(focused, Input):
+            focused.insert_text_at_cursor("/")
+        elif isinstance(focused, LogPane):
+            focused.action_search()
+        elif isinstance(self.screen, WorkerDetailScreen):
+            self.screen.log_pane.action_search()
+        elif self.screen is self.screen_stack[0]:
+            self.action_filter()
+
     def action_filter(self) -> None:
         box = self.filter_box
         box.display = True
-        box.focus()
+        self.set_focus(box)  # at once, see the "/" binding
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

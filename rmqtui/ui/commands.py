@@ -23,6 +23,7 @@ PALETTE_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Write config", "save_config", "Write the worker counts to routemq.toml"),
     ("Reload config", "reload_config", "Re-read routemq.toml: worker counts and log level apply live"),
     ("Filter workers", "filter", "Filter the workers by id or state"),
+    ("Search the log", "find", "Show only the log lines containing a text (focus the log pane first)"),
     ("Toggle all routes", "toggle_all_routes", "Workers of every route, or of the selected one"),
     ("Toggle log: selected worker only", "toggle_log_filter", "Log of the selected worker, or of everything"),
     ("Show keys", "help", "List every key"),

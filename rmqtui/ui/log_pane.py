@@ -51,8 +51,6 @@ class LogPane(ScrollView, can_focus=True):
         Binding("p", "toggle_pause", "Pause log", id="log_pause", tooltip="Log pane: pause / follow again"),
         Binding("v", "cycle_level", "Level", id="log_level",
                 tooltip="Log pane: show DEBUG+, INFO+, WARNING+ or ERROR only"),
-        Binding("slash", "search", "Search", key_display="/", id="log_search",
-                tooltip="Log pane: show only lines containing a text; esc clears"),
         Binding("escape", "clear_search", "Clear search", show=False, id="log_clear_search"),
         Binding("home", "scroll_home", "First line", show=False),
         Binding("end", "follow", "Follow", show=False),
@@ -384,7 +382,7 @@ class LogSearchBox(Input):
         """Show the box with the pane's current search and focus it."""
         self.value = self.pane.search
         self.display = True
-        self.focus()
+        self.app.set_focus(self)  # at once: keys typed right after "/" are search text, not commands
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
