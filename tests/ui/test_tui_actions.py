@@ -190,3 +190,19 @@ async def test_log_pane_stays_bounded_under_a_flood() -> None:
         assert len(pane._records) <= pane.max_records * 5 // 4, "the kept records are capped"
         assert pane._view[-1].record.message == f"record {len(flood) - 1}", "the newest record is last"
         assert len(pane._cache) <= 512, "only lines that were drawn are rendered and cached"
+
+
+async def test_text_typed_fast_after_slash_is_search_text_not_commands() -> None:
+    from textual import events
+
+    fleet = ScriptedFleet()
+    app = app_on(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        # As a terminal delivers a paste or fast typing: every key queued before the first is handled.
+        for key, char in (("slash", "/"), ("o", "o"), ("minus", "-"), ("d", "d"), ("x", "x")):
+            app.post_message(events.Key(key, char))
+        await pilot.pause(0.2)
+        assert app.filter_box.value == "o-dx", f"the keys after / are filter text: {app.filter_box.value!r}"
+        assert not [c for c in fleet.calls if c[0] in ("remove_worker", "set_log_level", "kill_worker")], \
+            f"no key after / may run a command: {fleet.calls}"
