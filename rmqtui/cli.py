@@ -191,6 +191,7 @@ def _run_tui(fleet, stop_timeout: float) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    print(app.summary())
     if signalled:
         return drain(fleet, stop_timeout, f"{signal.Signals(signalled[0]).name} received")
     code = app.return_code if app.return_code is not None else exitcodes.FAILURE

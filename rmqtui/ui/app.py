@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.content import Content
@@ -13,15 +14,18 @@ from textual.events import Resize
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input
 
-from rmqtui.engine.api import CommandResult, FleetControl
+from rmqtui.engine.api import FleetControl
 from rmqtui.engine.snapshot import FleetSnapshot, LogRecord, WorkerSnapshot
 
+from .actions import OperatorActions
 from .commands import FleetCommands
-from .dialogs import ConfirmScreen, HelpScreen
-from .log_pane import LogPane
+from .detail import WorkerDetailScreen
+from .history import FleetHistory
+from .log_pane import LogPane, LogSearchBox
 from .routes_table import RoutesTable
-from .status_bar import StatusBar
-from .workers_table import WorkersTable
+from .status_bar import StatusBar, quit_summary
+from .views import ViewActions
+from .workers_table import WorkersTable, sort_workers
 
 FORCED_EXIT = 130
 """Exit code when the operator forces the exit before the fleet has drained."""
@@ -29,15 +33,9 @@ FORCED_EXIT = 130
 _ALERT_SOURCES = ("fleet", "broker")
 _SCROLLBAR = 1  # matches scrollbar-size-vertical in rmqtui.tcss
 
-NAVIGATION_HELP = (
-    ("tab / shift+tab", "Move between routes, workers and log"),
-    ("↑ ↓ pgup pgdn", "Move the cursor"),
-    ("enter", "Route: show its workers; worker: its log only"),
-    ("ctrl+p", "Command palette (the same actions)"),
-)
 
 
-class FleetApp(App[None]):
+class FleetApp(ViewActions, OperatorActions, App[None]):
     """Live view of a worker fleet; every action goes through :class:`FleetControl`."""
 
     CSS_PATH = "rmqtui.tcss"
@@ -45,6 +43,10 @@ class FleetApp(App[None]):
     COMMANDS = App.COMMANDS | {FleetCommands}
 
     BINDINGS = [
+        # Help and quit come first: a narrow footer cuts from the right and must keep them.
+        Binding("question_mark", "help", "Help", key_display="?", id="help", tooltip="This list of keys"),
+        Binding("q", "quit", "Quit", id="quit",
+                tooltip="Drain the fleet and quit; press again to force"),
         Binding("plus", "add_worker", "Add", key_display="+", id="add_worker",
                 tooltip="Add a worker to the selected route"),
         Binding("minus", "remove_worker", "Remove", key_display="-", id="remove_worker",
@@ -53,25 +55,36 @@ class FleetApp(App[None]):
                 tooltip="Debug logging on/off, selected worker"),
         Binding("D", "toggle_fleet_debug", "Fleet debug", key_display="D", show=False, id="toggle_fleet_debug",
                 tooltip="Debug logging on/off, whole fleet"),
+        Binding("s", "scale_route", "Scale", id="scale_route",
+                tooltip="Scale the selected route to N workers (0 pauses it, the broker queues)"),
         Binding("r", "restart_worker", "Restart", id="restart_worker",
-                tooltip="Drain and restart the selected worker"),
+                tooltip="Drain and restart the selected (or marked) workers"),
         Binding("x", "kill_worker", "Kill", id="kill_worker",
-                tooltip="SIGKILL the selected worker (asks y/n first)"),
+                tooltip="SIGKILL the selected (or marked) workers (asks y/n first)"),
+        Binding("space", "toggle_mark", "Mark", id="toggle_mark",
+                tooltip="Mark/unmark the worker: r, x and d then act on every marked worker"),
+        Binding("U", "clear_marks", "Unmark all", key_display="U", show=False, id="clear_marks",
+                tooltip="Unmark every worker"),
+        Binding("less_than_sign", "sort_column(-1)", "Sort", key_display="<", show=False, id="sort_left",
+                tooltip="Sort workers by the column to the left"),
+        Binding("greater_than_sign", "sort_column(1)", "Sort", key_display=">", id="sort_right",
+                tooltip="Sort workers by the column to the right (< goes left)"),
+        Binding("I", "invert_sort", "Invert sort", key_display="I", show=False, id="invert_sort",
+                tooltip="Invert the sort order"),
         Binding("w", "save_config", "Write", show=False, id="save_config",
                 tooltip="Write counts to routemq.toml (drops comments)"),
         Binding("R", "reload_config", "Reload", key_display="R", show=False, id="reload_config",
-                tooltip="Reload routemq.toml: counts, log level live"),
-        Binding("slash", "filter", "Filter", key_display="/", id="filter",
-                tooltip="Filter workers by id/state; enter keeps, esc clears"),
+                tooltip="Reload routemq.toml: counts, log level live (says which live changes it undoes)"),
+        # A priority binding, so "/" moves the focus before the keys typed after it are handed
+        # to a widget: fast or pasted search text must never run as commands ("-" drains).
+        Binding("slash", "find", "Find", key_display="/", id="filter", priority=True,
+                tooltip="Filter workers by id/state (log pane: search the log); enter keeps, esc clears"),
         Binding("a", "toggle_all_routes", "All", show=False, id="toggle_all_routes",
                 tooltip="Workers of all routes / of the selected route"),
         Binding("l", "toggle_log_filter", "Log", show=False, id="toggle_log_filter",
                 tooltip="Log of the selected worker only / of everything"),
-        Binding("question_mark", "help", "Help", key_display="?", id="help", tooltip="This list of keys"),
-        Binding("q", "quit", "Quit", id="quit",
-                tooltip="Drain the fleet and quit; press again to force"),
-        Binding("ctrl+c", "force_quit", "Force quit", show=False, priority=True, id="force_quit",
-                tooltip="Quit now, without waiting for the drain"),
+        Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True, id="interrupt",
+                tooltip="Like q: drain and quit; a second ctrl+c forces"),
     ]
 
     class FleetStopped(Message):
@@ -80,20 +93,6 @@ class FleetApp(App[None]):
         def __init__(self, error: BaseException | None) -> None:
             super().__init__()
             self.error = error
-
-    class ConfigSaved(Message):
-        """``fleet.save_config()`` answered."""
-
-        def __init__(self, result: CommandResult) -> None:
-            super().__init__()
-            self.result = result
-
-    class ConfigReloaded(Message):
-        """``fleet.reload_config()`` answered."""
-
-        def __init__(self, result: CommandResult) -> None:
-            super().__init__()
-            self.result = result
 
     def __init__(self, fleet: FleetControl, *, refresh: float = 1.0, stop_timeout: float = 10.0) -> None:
         super().__init__()
@@ -106,6 +105,12 @@ class FleetApp(App[None]):
         self.log_selected_only = False
         self.worker_filter = ""
         self.quitting = False
+        self.sort_key = "id"  # a column key of WorkersTable.SPECS; "id" is the route/slot order
+        self.sort_reverse = False
+        self.marked: set[str] = set()
+        self.live_desired: dict[str, int] = {}  # route -> desired count before this session changed it
+        self.live_levels: dict[str, str] = {}  # "fleet" or a worker id -> level set here
+        self.history = FleetHistory()
         self._last_seq = 0
         self._engine_error: str | None = None
 
@@ -118,10 +123,12 @@ class FleetApp(App[None]):
         self.filter_box = Input(placeholder="filter workers by id or state (enter keeps, esc clears)", id="filter")
         self.workers_table = WorkersTable(id="workers")
         self.log_pane = LogPane(id="log")
+        self.log_search = LogSearchBox(self.log_pane, id="log-search")
         yield self.status_bar
         yield self.routes_table
         yield self.filter_box
         yield self.workers_table
+        yield self.log_search
         yield self.log_pane
         yield Footer(compact=True)
 
@@ -160,6 +167,8 @@ class FleetApp(App[None]):
             return
         self._engine_error = None
         self.fleet_snapshot = snap
+        self.history.record(snap)
+        self.marked &= {w.id for w in snap.workers}
         self._adapt_period(len(snap.workers))
         if self.selected_route is None or snap.route(self.selected_route) is None:
             self.selected_route = snap.routes[0].name if snap.routes else None
@@ -171,6 +180,12 @@ class FleetApp(App[None]):
                 for record in records:
                     if record.level == "ERROR" and record.source in _ALERT_SOURCES:
                         self.notify(record.message, title=record.source, severity="error", timeout=10)
+            if isinstance(self.screen, WorkerDetailScreen):
+                self.screen.show(snap, self.history, [r for r in records if r.source == self.screen.worker_id])
+
+    def _ui_log(self, level: str, message: str) -> None:
+        now = self.fleet_snapshot.time if self.fleet_snapshot is not None else time.time()
+        self.log_pane.add([LogRecord(0, now, level, "ui", message)])
 
     def _adapt_period(self, workers: int) -> None:
         # Redrawing the tables is most of the TUI's cost; a large fleet's process figures are
@@ -187,7 +202,8 @@ class FleetApp(App[None]):
             return
         self.status_bar.show(snap, quitting=self.quitting)
         self.routes_table.show(snap)
-        self.workers_table.show(self._visible_workers(snap))
+        self.workers_table.mark_sort_column(None if self.sort_key == "id" else self.sort_key)
+        self.workers_table.show(self._visible_workers(snap), self.marked)
         self._titles()
 
     def _visible_workers(self, snap: FleetSnapshot) -> list[WorkerSnapshot]:
@@ -195,20 +211,24 @@ class FleetApp(App[None]):
         needle = self.worker_filter.strip().lower()
         if needle:
             workers = tuple(w for w in workers if needle in w.id.lower() or needle in w.state.value)
-        return list(workers)
+        return sort_workers(workers, self.sort_key, self.sort_reverse)
 
     def _titles(self) -> None:
         scope = "all routes" if self.all_routes else (self.selected_route or "no route")
         title = f"workers · {scope}"
         if self.worker_filter:
             title += f" · filter “{self.worker_filter}”"
+        if self.sort_key != "id" or self.sort_reverse:
+            label = next(s.label for s in self.workers_table.SPECS if s.key == self.sort_key)
+            title += f" · by {label}{' inverted' if self.sort_reverse else ''}"
+        if self.marked:
+            title += f" · {len(self.marked)} marked"
         worker = self.selected_worker
         if worker and worker.reason and "reason" not in self.workers_table.shown_keys:
             # Too narrow for the reason column: the selected worker's reason goes in the title.
             title += f" │ {worker.id}: {worker.reason}"
         self.workers_table.border_title = Content(title)
-        only = self.log_pane.only
-        self.log_pane.border_title = Content(f"log · {only} only" if only else "log")
+        self.log_pane.border_title = Content(self.log_pane.describe())
 
     @property
     def selected_worker(self) -> WorkerSnapshot | None:
@@ -238,8 +258,15 @@ class FleetApp(App[None]):
 
     @on(DataTable.RowSelected, "#workers")
     def _worker_selected(self, event: DataTable.RowSelected) -> None:
-        if not self.log_selected_only:
-            self.action_toggle_log_filter()
+        self.action_show_detail()
+
+    def action_show_detail(self) -> None:
+        """Open the detail screen of the selected worker."""
+        worker = self._need_worker()
+        if worker is None or self.fleet_snapshot is None:
+            return
+        self.push_screen(WorkerDetailScreen(worker.id, self.log_pane.records_of(worker.id),
+                                            self.fleet_snapshot, self.history))
 
     def _follow_log(self) -> None:
         if self.log_selected_only:
@@ -247,134 +274,28 @@ class FleetApp(App[None]):
             self.log_pane.show_only(worker.id if worker else "\0none")
             self._titles()
 
-    # -- commands -----------------------------------------------------------------------------
+    # -- view toggles (the others are in ViewActions) ----------------------------------------
 
-    def _target_route(self) -> str | None:
-        worker = self.selected_worker
-        if self.workers_table.has_focus and worker is not None:
-            return worker.route
-        return self.selected_route
-
-    def _need_worker(self) -> WorkerSnapshot | None:
-        worker = self.selected_worker
-        if worker is None:
-            self._report(CommandResult.refused("no worker selected"))
-        return worker
-
-    def _command(self, name: str, *args) -> CommandResult:
-        try:
-            result = getattr(self.fleet, name)(*args)
-        except Exception as exc:  # shown to the operator, never swallowed
-            result = CommandResult.refused(f"{name} failed: {type(exc).__name__}: {exc}")
-        self._report(result)
-        self.refresh_fleet()
-        return result
-
-    def _report(self, result: CommandResult, suffix: str = "") -> None:
-        message = result.message + suffix
-        # Accepted commands show briefly: at 80x24 a toast covers part of the workers pane.
-        self.notify(message, severity="information" if result.ok else "error",
-                    title="done" if result.ok else "refused", timeout=3 if result.ok else 6)
-        self._ui_log("INFO" if result.ok else "WARNING", message if result.ok else f"refused: {message}")
-
-    def _ui_log(self, level: str, message: str) -> None:
-        now = self.fleet_snapshot.time if self.fleet_snapshot is not None else time.time()
-        self.log_pane.add([LogRecord(0, now, level, "ui", message)])
-
-    def action_add_worker(self) -> None:
-        route = self._target_route()
-        if route is None:
-            self._report(CommandResult.refused("no route selected"))
-            return
-        self._command("add_worker", route)
-
-    def action_remove_worker(self) -> None:
-        worker = self.selected_worker
-        if self.workers_table.has_focus and worker is not None:
-            self._command("remove_worker", worker.route, worker.id)
-        elif self.selected_route is not None:
-            self._command("remove_worker", self.selected_route)
-        else:
-            self._report(CommandResult.refused("no route selected"))
-
-    def action_toggle_debug(self) -> None:
-        if worker := self._need_worker():
-            self._command("set_log_level", "INFO" if worker.debug else "DEBUG", worker.id)
-
-    def action_toggle_fleet_debug(self) -> None:
-        debug = self.fleet_snapshot is not None and self.fleet_snapshot.log_level == "DEBUG"
-        self._command("set_log_level", "INFO" if debug else "DEBUG")
-
-    def action_restart_worker(self) -> None:
-        if worker := self._need_worker():
-            self._command("restart_worker", worker.id)
-
-    def action_kill_worker(self) -> None:
-        worker = self._need_worker()
-        if worker is None:
-            return
-        pid = f"pid {worker.pid}" if worker.pid is not None else "no process"
-        question = f"Kill [b]{worker.id}[/b] ({pid}) with SIGKILL?\nThe supervisor restarts it."
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._command("kill_worker", worker.id)
-
-        self.push_screen(ConfirmScreen(question), answered)
-
-    def action_save_config(self) -> None:
-        self.save_config()
-
-    @work(thread=True, group="save_config", exclusive=True, exit_on_error=False)
-    def save_config(self) -> None:
-        """Write the counts to routemq.toml off the UI loop."""
-        try:
-            result = self.fleet.save_config()
-        except Exception as exc:  # reported in the UI
-            result = CommandResult.refused(f"writing the config failed: {type(exc).__name__}: {exc}")
-        self.post_message(self.ConfigSaved(result))
-
-    def action_reload_config(self) -> None:
-        self.reload_config()
-
-    @work(thread=True, group="reload_config", exclusive=True, exit_on_error=False)
-    def reload_config(self) -> None:
-        """Re-read routemq.toml off the UI loop (file I/O)."""
-        try:
-            result = self.fleet.reload_config()
-        except Exception as exc:  # reported in the UI
-            result = CommandResult.refused(f"reloading the config failed: {type(exc).__name__}: {exc}")
-        self.post_message(self.ConfigReloaded(result))
-
-    def on_fleet_app_config_reloaded(self, message: ConfigReloaded) -> None:
-        self._report(message.result)
-        self.refresh_fleet()
-
-    def on_fleet_app_config_saved(self, message: ConfigSaved) -> None:
-        self._report(message.result, " · comments in routemq.toml are not kept" if message.result.ok else "")
-        self.refresh_fleet()
-
-    # -- view toggles -------------------------------------------------------------------------
-
-    def action_toggle_all_routes(self) -> None:
-        self.all_routes = not self.all_routes
-        self._render()
-
-    def action_toggle_log_filter(self) -> None:
-        if not self.log_selected_only and self.selected_worker is None:
-            self._report(CommandResult.refused("no worker selected"))
-            return
-        self.log_selected_only = not self.log_selected_only
-        if self.log_selected_only:
-            self._follow_log()
-        else:
-            self.log_pane.show_only(None)
+    @on(LogPane.ViewChanged, "#log")
+    def _log_view_changed(self) -> None:
         self._titles()
+
+    def action_find(self) -> None:
+        """``/``: typed into a focused input, else search the log pane in focus, else filter workers."""
+        focused = self.focused
+        if isinstance(focused, Input):
+            focused.insert_text_at_cursor("/")
+        elif isinstance(focused, LogPane):
+            focused.action_search()
+        elif isinstance(self.screen, WorkerDetailScreen):
+            self.screen.log_pane.action_search()
+        elif self.screen is self.screen_stack[0]:
+            self.action_filter()
 
     def action_filter(self) -> None:
         box = self.filter_box
         box.display = True
-        box.focus()
+        self.set_focus(box)  # at once, see the "/" binding
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -394,12 +315,11 @@ class FleetApp(App[None]):
             box.display = False
             self.workers_table.focus()
 
-    def action_help(self) -> None:
-        rows = [(b.key_display or b.key, b.tooltip or b.description) for b in self._fleet_bindings()]
-        self.push_screen(HelpScreen([*rows, *NAVIGATION_HELP]))
-
-    def _fleet_bindings(self) -> list[Binding]:
-        return [b for b in self.BINDINGS if isinstance(b, Binding)]
+    def get_system_commands(self, screen):
+        # The system "Quit" exits at once, skipping the drain; the palette's own "Quit" drains.
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
 
     # -- quitting -----------------------------------------------------------------------------
 
@@ -429,8 +349,24 @@ class FleetApp(App[None]):
         else:
             self.exit(return_code=0)
 
+    def action_interrupt(self) -> None:
+        """Ctrl-C, as headless: the first drains, the second forces."""
+        self.action_quit()
+
+    def summary(self) -> str:
+        """A few lines for the terminal after quitting: uptime and the fleet's totals."""
+        return quit_summary(self.fleet_snapshot)
+
     def action_force_quit(self) -> None:
+        """Kill every worker now (through ``fleet.force()`` when the fleet has it) and exit."""
+        force = getattr(self.fleet, "force", None)
+        if callable(force):
+            try:
+                force()
+            except Exception as exc:  # the exit goes on; the operator sees why the kill failed
+                print(f"rmqtui: forcing the stop failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         self.exit(return_code=FORCED_EXIT)
+
 
 
 def run_tui(fleet: FleetControl, *, refresh: float = 1.0) -> int:
@@ -441,6 +377,7 @@ def run_tui(fleet: FleetControl, *, refresh: float = 1.0) -> int:
     """
     app = FleetApp(fleet, refresh=refresh)
     app.run()
+    print(app.summary())
     return app.return_code if app.return_code is not None else 1
 
 

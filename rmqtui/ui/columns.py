@@ -39,7 +39,7 @@ class ShownColumn:
 def fit_columns(specs: Sequence[ColumnSpec], available: int, padding: int = 1) -> list[ShownColumn]:
     """The columns that fit in ``available`` cells, in their original order.
 
-    Essential columns are always kept (they are sized to fit 80 columns);
+    Essential columns are always kept (they are sized to fit 60 columns);
     optional ones are added from the lowest ``drop`` up while they fit.
     """
     cost = lambda spec: spec.width + 2 * padding  # noqa: E731

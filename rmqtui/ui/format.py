@@ -73,3 +73,41 @@ def duration(seconds: float | None) -> str:
         return f"{h}h{m:02d}m"
     d, h = divmod(h, 24)
     return f"{d}d{h:02d}h"
+
+
+def chart(values: Sequence[float], width: int, height: int, top: float | None = None) -> list[str]:
+    """The last ``width`` values as a bar chart ``height`` rows high (top row first), scaled to ``top``.
+
+    Each row holds eight levels, so a three-row chart tells 24 heights apart.
+    """
+    if width <= 0 or height <= 0:
+        return []
+    tail = list(values)[-width:]
+    tail = [0.0] * (width - len(tail)) + tail  # right-aligned: the newest value is at the right edge
+    peak = top if top is not None else max(tail, default=0.0)
+    levels = len(_BLOCKS) * height
+    eighths = [0 if peak <= 0 or v <= 0 else max(1, min(levels, round(v / peak * levels))) for v in tail]
+    rows = []
+    for row in range(height - 1, -1, -1):
+        base = row * len(_BLOCKS)
+        cells = []
+        for e in eighths:
+            fill = e - base
+            cells.append(" " if fill <= 0 else _BLOCKS[min(fill, len(_BLOCKS)) - 1])
+        rows.append("".join(cells))
+    return rows
+
+
+def bytes_mib(b: int | None) -> str:
+    """Bytes as mebibytes with one decimal below 100 (6.5 MiB), or a dash while unknown."""
+    if b is None:
+        return "–"
+    mib = b / (1024 * 1024)
+    return f"{mib:.1f} MiB" if mib < 100 else f"{mib:.0f} MiB"
+
+
+def exit_cause(code: int | None) -> str:
+    """An exit code as an operator reads it: "code 1", "signal 9", or a dash."""
+    if code is None:
+        return "–"
+    return f"signal {-code}" if code < 0 else f"code {code}"

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
@@ -34,11 +35,28 @@ class KeyedTable(DataTable):
     """
 
     SPECS: Sequence[ColumnSpec] = ()
+    COMPONENT_CLASSES = {"keyed--sorted"}
+    # DataTable scrolls on home/end and leaves the cursor behind, so a key then acts on a row
+    # that is off screen; here they move the cursor.
+    BINDINGS = [
+        Binding("home", "cursor_first", "First row", show=False),
+        Binding("end", "cursor_last", "Last row", show=False),
+    ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", cell_padding=1)
         self._shown: list[ShownColumn] = []
         self._cells: dict[str, dict[str, Cell]] = {}
+        self._order: list[str] = []  # row keys in display order, to rebuild rows in that order
+        self.sort_key: str | None = None  # column whose header is marked as the sort column
+
+    def action_cursor_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_cursor_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     @property
     def shown_keys(self) -> list[str]:
@@ -62,16 +80,28 @@ class KeyedTable(DataTable):
         shown = fit_columns(self.SPECS, available, self.cell_padding)
         if [(c.key, c.width) for c in shown] == [(c.key, c.width) for c in self._shown]:
             return False
-        keep = self.cursor_key
         self._shown = shown
-        self.clear(columns=True)
-        for col in shown:
-            self.add_column(Text(col.spec.label, justify="right" if col.spec.right else "left"),
-                            width=col.width, key=col.key)
-        for key, cells in self._cells.items():
-            self.add_row(*self._ordered(cells), key=key)
-        self._restore_cursor(keep)
+        self._rebuild()
         return True
+
+    def mark_sort_column(self, key: str | None) -> None:
+        """Highlight the header of column ``key`` (None: no column) as the one rows are sorted by."""
+        if key != self.sort_key:
+            self.sort_key = key
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        keep = self.cursor_key
+        self.clear(columns=True)
+        sorted_style = part_style(self, "keyed--sorted") if self.sort_key else Style.null()
+        for col in self._shown:
+            label = Text(col.spec.label, justify="right" if col.spec.right else "left")
+            if col.key == self.sort_key:
+                label.stylize(sorted_style)
+            self.add_column(label, width=col.width, key=col.key)
+        for key in self._order:
+            self.add_row(*self._ordered(self._cells[key]), key=key)
+        self._restore_cursor(keep)
 
     def sync(self, rows: Iterable[tuple[str, dict[str, Cell]]]) -> None:
         """Make the table show exactly ``rows`` (key, cells by column key), in that order."""
@@ -91,7 +121,9 @@ class KeyedTable(DataTable):
                     if not _same(old[col.key], cells[col.key]):
                         self.update_cell(key, col.key, self._cell(col, cells[col.key]))
             self._cells[key] = cells
-        if added and self._shown and self.row_keys != list(wanted):
+        order_changed = list(wanted) != self._order
+        self._order = list(wanted)
+        if (added or order_changed) and self._shown and self.row_keys != self._order:
             order = {key: i for i, key in enumerate(wanted)}
             first = self._shown[0].key
             self.sort(first, key=lambda cell: order.get(cell.plain if isinstance(cell, Text) else cell, len(order)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from rmqtui.engine.snapshot import FleetSnapshot, RouteSnapshot
+from rmqtui.engine.snapshot import FleetSnapshot, RouteSnapshot, WorkerState
 
 from . import format as fmt
 from .columns import ColumnSpec
@@ -28,12 +28,13 @@ class RoutesTable(KeyedTable):
 
     def show(self, snapshot: FleetSnapshot) -> None:
         """Update the rows from ``snapshot``."""
-        self.sync((r.name, self._cells_of(r)) for r in snapshot.routes)
+        subscribed = subscribed_by_route(snapshot)
+        self.sync((r.name, self._cells_of(r, subscribed.get(r.name, 0))) for r in snapshot.routes)
 
-    def _cells_of(self, route: RouteSnapshot) -> dict[str, Cell]:
+    def _cells_of(self, route: RouteSnapshot, subscribed: int) -> dict[str, Cell]:
         spark_width = next((c.width for c in self._shown if c.key == "spark"), 0)
-        workers = Text(f"{route.running}/{route.desired}")
-        if route.running < route.desired:
+        workers = Text(f"{subscribed}/{route.desired}")
+        if subscribed < route.desired:
             workers.stylize(part_style(self, "routes--short"))
         shared = Text("yes") if route.shared else Text("no", part_style(self, "routes--unshared"))
         return {
@@ -46,3 +47,12 @@ class RoutesTable(KeyedTable):
             "failed": fmt.count(route.failed),
             "spark": fmt.sparkline(route.history, spark_width),
         }
+
+
+def subscribed_by_route(snapshot: FleetSnapshot) -> dict[str, int]:
+    """Workers that consume, per route: subscribed ones (a live process with the broker down does not count)."""
+    counts: dict[str, int] = {}
+    for w in snapshot.workers:
+        if w.state is WorkerState.SUBSCRIBED:
+            counts[w.route] = counts.get(w.route, 0) + 1
+    return counts

@@ -8,6 +8,7 @@ from textual.widgets import Static
 from rmqtui.engine.snapshot import BrokerState, FleetSnapshot, WorkerState
 
 from . import format as fmt
+from .routes_table import subscribed_by_route
 
 _BROKER_STYLE = {
     BrokerState.UP: "$success",
@@ -44,12 +45,27 @@ class StatusBar(Static):
             )
         else:
             debug = ("DEBUG", "bold $warning") if snap.log_level == "DEBUG" else (snap.log_level.lower(), "")
-            short = snap.running < snap.desired
+            subscribed = sum(subscribed_by_route(snap).values())
+            short = subscribed < snap.desired
             line2 = Content.assemble(
                 ("up ", "bold"), fmt.duration(snap.uptime), "  ",
                 ("handled ", "bold"), fmt.count(snap.handled), "  ",
                 fmt.rate(snap.rate), " msg/s  ",
-                ("workers ", "bold"), (f"{snap.running}/{snap.desired}", "$warning" if short else ""), "  ",
+                ("subscribed ", "bold"), (f"{subscribed}/{snap.desired}", "$warning" if short else ""), "  ",
                 ("log ", "bold"), debug,
             )
         self.update(Content("\n").join([line1, line2]))
+
+
+def quit_summary(snap: FleetSnapshot | None) -> str:
+    """A few lines for the terminal after quitting: uptime, the fleet's totals, where the logs are."""
+    if snap is None:
+        return "rmqtui: no snapshot of the fleet was ever taken"
+    failed = sum(r.failed for r in snap.routes)
+    dead = sum(w.dead_lettered for w in snap.workers)
+    lines = [f"rmqtui: up {fmt.duration(snap.uptime)}, handled {snap.handled}, failed {failed}, "
+             f"dead-lettered {dead} (workers still in the fleet at the end)"]
+    logs = snap.extra.get("log_dir") if isinstance(snap.extra, dict) else None
+    if logs:
+        lines.append(f"rmqtui: logs in {logs}")
+    return "\n".join(lines)

@@ -1,6 +1,8 @@
-"""The workers pane: one row per worker process, coloured by state."""
+"""The workers pane: one row per worker slot, coloured by state, sortable by any column."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
 
 from rich.text import Text
 
@@ -10,43 +12,79 @@ from . import format as fmt
 from .columns import ColumnSpec
 from .keyed_table import Cell, KeyedTable, part_style
 
+_SortValue = Callable[[WorkerSnapshot], float | str]
+
+# What each column sorts by: the figure itself, not its formatted text; unknown figures sort lowest.
+SORT_VALUES: dict[str, _SortValue] = {
+    "pid": lambda w: w.pid if w.pid is not None else -1,
+    "state": lambda w: w.state.value,
+    "handled": lambda w: w.handled,
+    "rate": lambda w: w.rate,
+    "failed": lambda w: w.failed,
+    "cpu": lambda w: w.cpu_percent if w.cpu_percent is not None else -1.0,
+    "uss": lambda w: w.uss if w.uss is not None else -1,
+    "restarts": lambda w: w.restarts,
+    "debug": lambda w: 1 if w.debug else 0,
+    "reason": lambda w: w.reason,
+    "uptime": lambda w: w.uptime if w.uptime is not None else -1.0,
+    "fds": lambda w: w.fds if w.fds is not None else -1,
+    "threads": lambda w: w.threads if w.threads is not None else -1,
+}
+TEXT_COLUMNS = frozenset({"id", "state", "reason"})
+"""Columns that sort A to Z by default; the figures sort highest first, as in htop."""
+
+
+def sort_workers(workers: Sequence[WorkerSnapshot], key: str, reverse: bool = False) -> list[WorkerSnapshot]:
+    """``workers`` ordered by column ``key`` ("id" keeps the snapshot's route/slot order).
+
+    Figures come highest first and text A to Z; ``reverse`` flips that.  Ties keep
+    the snapshot's order, so rows with equal values do not swap on every refresh.
+    """
+    if key == "id" or key not in SORT_VALUES:
+        return list(reversed(workers)) if reverse else list(workers)
+    descending = key not in TEXT_COLUMNS
+    ordered = sorted(workers, key=SORT_VALUES[key], reverse=descending != reverse)
+    return ordered
+
 
 class WorkersTable(KeyedTable):
     """Workers with their state, counters and process metrics; state colours come from rmqtui.tcss."""
 
+    # Essential columns (drop 0) fit 60 columns; those with drop 1 join them at 80.
     SPECS = (
-        ColumnSpec("id", "worker", 14),
-        ColumnSpec("pid", "pid", 7, right=True),
-        ColumnSpec("state", "state", 10),
+        ColumnSpec("id", "worker", 13),
+        ColumnSpec("pid", "pid", 7, drop=1, right=True),
+        ColumnSpec("state", "state", 12),
         ColumnSpec("handled", "done", 6, right=True),
         ColumnSpec("rate", "msg/s", 5, right=True),
-        ColumnSpec("failed", "fail", 4, right=True),
+        ColumnSpec("failed", "fail", 4, drop=1, right=True),
         ColumnSpec("cpu", "cpu%", 4, right=True),
-        ColumnSpec("rss", "MB", 4, right=True),
-        ColumnSpec("restarts", "rst", 3, right=True),
-        ColumnSpec("debug", "D", 1),
-        ColumnSpec("reason", "reason", 16, drop=2, flex=True, max_width=60),
+        ColumnSpec("uss", "MB", 4, right=True),
+        ColumnSpec("restarts", "rst", 3, drop=1, right=True),
+        ColumnSpec("debug", "D", 1, drop=1),
+        ColumnSpec("reason", "reason", 16, drop=2, flex=True, max_width=240),
         ColumnSpec("uptime", "uptime", 6, drop=3, right=True),
         ColumnSpec("fds", "fds", 4, drop=4, right=True),
         ColumnSpec("threads", "thr", 3, drop=5, right=True),
     )
-    COMPONENT_CLASSES = {f"state--{s.value}" for s in WorkerState} | {"workers--debug", "workers--failed"}
+    COMPONENT_CLASSES = ({f"state--{s.value}" for s in WorkerState}
+                         | {"workers--debug", "workers--failed", "workers--marked"})
 
-    def show(self, workers: list[WorkerSnapshot]) -> None:
-        """Update the rows to exactly ``workers``, in order."""
-        self.sync((w.id, self._cells_of(w)) for w in workers)
+    def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = ()) -> None:
+        """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted."""
+        self.sync((w.id, self._cells_of(w, w.id in marked)) for w in workers)
 
-    def _cells_of(self, w: WorkerSnapshot) -> dict[str, Cell]:
+    def _cells_of(self, w: WorkerSnapshot, marked: bool) -> dict[str, Cell]:
         style = lambda name: part_style(self, name)  # noqa: E731
         return {
-            "id": w.id,
+            "id": Text(w.id, style("workers--marked")) if marked else w.id,
             "pid": fmt.plain(w.pid),
             "state": Text(w.state.value, style(f"state--{w.state.value}")),
             "handled": fmt.count(w.handled),
             "rate": fmt.rate(w.rate),
             "failed": Text(fmt.count(w.failed), style("workers--failed") if w.failed else ""),
             "cpu": fmt.percent(w.cpu_percent),
-            "rss": fmt.megabytes(w.rss),
+            "uss": fmt.megabytes(w.uss),
             "restarts": str(w.restarts),
             "debug": Text("D", style("workers--debug")) if w.debug else "",
             "reason": w.reason,

@@ -36,7 +36,8 @@ async def test_plus_adds_a_worker_to_the_selected_route() -> None:
         await pilot.pause()
         assert fleet.calls[-1] == ("add_worker", "sensor-data")
         assert cell(app.workers_table, "sensor-data/4", "state") == "starting"
-        assert cell(app.routes_table, "sensor-data", "workers") == "5/4"
+        # run/want counts subscribed workers: the new one is still starting
+        assert cell(app.routes_table, "sensor-data", "workers") == "3/4"
 
 
 async def test_plus_on_the_non_shared_route_is_refused_and_says_why() -> None:
@@ -64,7 +65,7 @@ async def test_minus_drains_the_selected_worker() -> None:
         await pilot.pause()
         assert fleet.calls[-1] == ("remove_worker", "sensor-data", "sensor-data/1")
         assert cell(app.workers_table, "sensor-data/1", "state") == "draining"
-        assert cell(app.routes_table, "sensor-data", "workers") == "4/2"
+        assert cell(app.routes_table, "sensor-data", "workers") == "2/2"
 
 
 async def test_minus_from_the_routes_pane_drains_the_highest_slot() -> None:
@@ -284,12 +285,20 @@ async def test_second_q_forces_the_exit() -> None:
         gate.set()
 
 
-async def test_ctrl_c_forces_the_exit_at_once() -> None:
-    app = FleetApp(FixedFleet("normal"))
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+c")
-        await pilot.pause()
-    assert app.return_code == FORCED_EXIT
+async def test_ctrl_c_drains_like_headless_and_a_second_forces() -> None:
+    gate = threading.Event()
+    fleet = FixedFleet("normal", stop_gate=gate)
+    app = FleetApp(fleet)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+c")
+            await pilot.pause()
+            assert app.quitting and app.return_code is None, "the first ctrl+c must drain, not exit"
+            await pilot.press("ctrl+c")
+            await pilot.pause()
+        assert app.return_code == FORCED_EXIT
+    finally:
+        gate.set()
 
 
 async def test_refresh_keeps_the_cursor_on_its_worker() -> None:
@@ -358,7 +367,7 @@ async def test_narrow_columns_collapse_first_and_essentials_fit(width: int) -> N
             assert table.region.height >= 4 and table.region.bottom <= 23
         assert app.log_pane.region.height >= 3 and app.log_pane.region.bottom <= 23
         workers = set(app.workers_table.shown_keys)
-        assert {"id", "pid", "state", "handled", "rate", "failed", "cpu", "rss", "restarts", "debug"} <= workers
+        assert {"id", "pid", "state", "handled", "rate", "failed", "cpu", "uss", "restarts", "debug"} <= workers
         if width == 80:
             assert not workers & {"fds", "threads", "uptime"}
             assert "topic" not in app.routes_table.shown_keys
