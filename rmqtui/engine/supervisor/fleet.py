@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from .. import config as config_mod
 from .. import runtime
@@ -57,11 +58,14 @@ class Fleet:
     """
 
     def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.25, fresh: bool = False,
-                 policy: RestartPolicy | None = None, runner=None) -> None:
+                 policy: RestartPolicy | None = None, runner=None, sampler=None,
+                 clock: Callable[[], tuple[float, float]] | None = None) -> None:
         self.config = config
         self.tick = tick
         self.fresh = fresh
-        self._core = FleetCore(config, started=time.time(), policy=policy)
+        # (monotonic, unix) time; a test or the demo passes a clock it moves itself
+        self._clock = clock or (lambda: (time.monotonic(), time.time()))
+        self._core = FleetCore(config, started=self._clock()[1], policy=policy)
         self.prefix = self._core.prefix
         self._lock = threading.Lock()
         self._pending: list = []  # effects of commands, run by the engine thread
@@ -73,7 +77,7 @@ class Fleet:
             runner = ProcessRunner(worker_mod.run, preload=("__main__", "rmqtui.engine.worker"))
         self._runner = runner
         self._pids: tuple[int, ...] = ()
-        self._sampler = ProcessSampler(lambda: self._pids, interval=sample_interval)
+        self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval)
         self._keeper: BrokerKeeper | None = None
         self._state_dir: Path | None = None
         self._file_config = config
@@ -83,7 +87,7 @@ class Fleet:
         self._stop_lock = threading.Lock()
         self.host, self.port = config.broker.host, config.broker.port
         self._hostname = socket.gethostname()
-        self._published = self._build(time.time())
+        self._published = self._build(self._clock()[1])
 
     # ------------------------------------------------------------------ life
     def start(self) -> None:
@@ -153,11 +157,15 @@ class Fleet:
             if self._thread is not None:
                 self._stop(timeout)
 
-    def _stop(self, timeout: float) -> None:
+    def begin_stop(self) -> None:
+        """Ask every worker to stop keeping its session, and return at once (``stop()`` waits)."""
         with self._lock:
-            self._pending += self._core.begin_stop(time.monotonic(), time.time())
+            self._pending += self._core.begin_stop(*self._clock())
             self._publish()
         self._runner.wake()
+
+    def _stop(self, timeout: float) -> None:
+        self.begin_stop()
         for sig, wait in ((None, timeout), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
             if sig is not None:
                 self._note("WARNING", "fleet", f"stop: workers still running; sending {signal.Signals(sig).name}")
@@ -204,37 +212,37 @@ class Fleet:
 
     def add_worker(self, route: str) -> CommandResult:
         with self._lock:
-            result = self._command(commands.add_worker(self._core, route, time.monotonic(), time.time()))
+            result = self._command(commands.add_worker(self._core, route, *self._clock()))
         self._runner.wake()
         return result
 
     def remove_worker(self, route: str, worker: str | None = None) -> CommandResult:
         with self._lock:
-            result = self._command(commands.remove_worker(self._core, route, worker, time.monotonic(), time.time()))
+            result = self._command(commands.remove_worker(self._core, route, worker, *self._clock()))
         self._runner.wake()
         return result
 
     def scale(self, route: str, count: int) -> CommandResult:
         with self._lock:
-            result = self._command(commands.scale(self._core, route, count, time.monotonic(), time.time()))
+            result = self._command(commands.scale(self._core, route, count, *self._clock()))
         self._runner.wake()
         return result
 
     def restart_worker(self, worker: str) -> CommandResult:
         with self._lock:
-            result = self._command(commands.restart_worker(self._core, worker, time.monotonic(), time.time()))
+            result = self._command(commands.restart_worker(self._core, worker, *self._clock()))
         self._runner.wake()
         return result
 
     def kill_worker(self, worker: str) -> CommandResult:
         with self._lock:
-            result = self._command(commands.kill_worker(self._core, worker, time.monotonic(), time.time()))
+            result = self._command(commands.kill_worker(self._core, worker, *self._clock()))
         self._runner.wake()
         return result
 
     def set_log_level(self, level: str, worker: str | None = None) -> CommandResult:
         with self._lock:
-            result = self._command(commands.set_log_level(self._core, level, worker, time.time()))
+            result = self._command(commands.set_log_level(self._core, level, worker, self._clock()[1]))
         self._runner.wake()
         return result
 
@@ -268,7 +276,7 @@ class Fleet:
             desired = {name: pool.desired for name, pool in self._core.pools.items()}
             plan = plan_reload(self.config, self._file_config, new, desired)
             for name, count in plan.counts.items():
-                if commands.set_desired(self._core, self._core.pools[name], count, time.time()).ok:
+                if commands.set_desired(self._core, self._core.pools[name], count, self._clock()[1]).ok:
                     applied.append(f"{name}: {count} workers")
             self._file_config = new
         if plan.log_level is not None:
@@ -304,12 +312,12 @@ class Fleet:
 
     def _publish(self) -> None:
         """Swap in a new snapshot; called with the lock held."""
-        self._published = self._build(time.time())
+        self._published = self._build(self._clock()[1])
         self._pids = tuple(self._core.worker_pids())
 
     def _note(self, level: str, source: str, message: str) -> None:
         with self._lock:
-            self._core.note(level, source, message, time.time())
+            self._core.note(level, source, message, self._clock()[1])
 
     # -------------------------------------------------------- engine loop
     def _run(self) -> None:
@@ -322,12 +330,22 @@ class Fleet:
                 self._note("ERROR", "fleet", f"internal error in the engine loop: {type(exc).__name__}: {exc}")
                 self._halt.wait(0.2)
 
-    def _step(self, next_tick: float) -> float:
-        records, woken = self._runner.wait(next_tick - time.monotonic())
+    def pump(self, rounds: int = 100) -> None:
+        """Run engine steps on the caller's thread until the runner has nothing more to report.
+
+        For a fleet that was not started, on a fake runner (the demo, unit tests): what the engine
+        thread does, step by step, with the fleet's own clock."""
+        for _ in range(rounds):
+            records = self._step(0.0, pumping=True)
+            if not records and not self._pending and not self._runner.busy():
+                return
+
+    def _step(self, next_tick: float, *, pumping: bool = False):
+        records, woken = self._runner.wait(next_tick - self._clock()[0])
         if self._force_sig is not None:
             sig, self._force_sig = self._force_sig, None
             self._runner.kill_all(sig)
-        now, wall = time.monotonic(), time.time()
+        now, wall = self._clock()
         core = self._core
         with self._lock:
             effects, self._pending = self._pending, []
@@ -346,7 +364,7 @@ class Fleet:
             if core.idle():
                 self._idle.set()
         self._run_effects(jobs)
-        return next_tick
+        return records if pumping else next_tick
 
     def _run_effects(self, jobs: list) -> None:
         """Run effects outside the lock; a spawn's outcome goes back to the core, which may answer."""
@@ -361,9 +379,9 @@ class Fleet:
                     pid = self._runner.spawn(effect.key, spec)
                 except Exception as exc:  # noqa: BLE001 - the slot backs off; the engine goes on
                     with self._lock:
-                        more = self._core.spawn_failed(effect.key, str(exc), time.monotonic(), time.time())
+                        more = self._core.spawn_failed(effect.key, str(exc), *self._clock())
                 else:
                     with self._lock:
-                        more = self._core.spawned(effect.key, pid, time.monotonic(), time.time())
+                        more = self._core.spawned(effect.key, pid, *self._clock())
                         self._pids = tuple(self._core.worker_pids())
                 jobs += [(e, None) for e in more if not isinstance(e, Spawn)]

@@ -197,6 +197,10 @@ class ProcessRunner:
         except (KeyError, ValueError):
             pass
 
+    def busy(self) -> bool:
+        """Whether records are waiting without a wait (never for real processes: they come when they come)."""
+        return False
+
     def pids(self) -> list[int]:
         """pids of every process the runner started and has not reaped."""
         return [p.pid for p in self._procs.values()]
@@ -233,8 +237,10 @@ class FakeRunner:
     0, SIGTERM/SIGKILL with the negative signal number.
     """
 
-    def __init__(self, behave: Callable[[str, WorkerSpec], list] | None = None, first_pid: int = 40_000) -> None:
+    def __init__(self, behave: Callable[[str, WorkerSpec], list] | None = None, first_pid: int = 40_000, *,
+                 drain_exits: bool = True) -> None:
         self.behave = behave or (lambda key, spec: [0] if spec.release_only else [Status("subscribed")])
+        self.drain_exits = drain_exits  # False: a drained process keeps running until ended by hand
         self.next_pid = first_pid
         self.live: dict[str, int] = {}
         self.specs: dict[str, WorkerSpec] = {}
@@ -264,7 +270,7 @@ class FakeRunner:
 
     def send(self, key: str, message: Any) -> None:
         self.calls.append(("send", key, message))
-        if isinstance(message, Drain) and key in self.live:
+        if isinstance(message, Drain) and key in self.live and self.drain_exits:
             self.end(key, 0)
 
     def kill_all(self, sig: int = signal_mod.SIGKILL) -> None:
@@ -289,6 +295,10 @@ class FakeRunner:
             del self.live[key]
             out.append(Ended(key, code, tail, mid))
         return out, False
+
+    def busy(self) -> bool:
+        """Whether records are queued for the next :meth:`wait`."""
+        return bool(self.queue)
 
     def pids(self) -> list[int]:
         return list(self.live.values())

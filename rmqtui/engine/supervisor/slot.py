@@ -394,7 +394,8 @@ class Slot:
             self.state = WorkerState.CRASHLOOP
             self.reason = f"{why}; {recent} crashes in {policy.crash_window:.0f}s; retry in {delay:.2g}s" + (
                 f": {tail}" if tail else "")
-            out.append(Note("ERROR", self.id, f"crash loop: {self.reason} (backoff up to "
+            # reported once, by the fleet (front ends alert on fleet errors); later retries are warnings
+            out.append(Note("ERROR", "fleet", f"{self.id}: crash loop: {self.reason} (backoff up to "
                                               f"{policy.max_backoff:.0f}s; r retries now)") if first
                        else Note("WARNING", self.id, f"{detail}; still failing, retry in {delay:.2g}s"))
             if others_serving:
