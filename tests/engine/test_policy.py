@@ -37,9 +37,10 @@ def test_five_broken_exits_in_thirty_seconds_make_a_crash_loop_reported_once():
         f.advance(f.slot("work/0").next_start - f.clock.mono)
     crash(f)
     assert state(f) is WorkerState.CRASHLOOP
-    assert "5 crashes in 30s" in f.slot("work/0").reason
+    assert "5 failures, retry in" in f.slot("work/0").reason
     loops = [r for r in f.logs_since(0) if "crash loop" in r.message]
     assert len(loops) == 1 and loops[0].level == "ERROR", [r.message for r in loops]
+    assert "5 crashes in 30s" in loops[0].message and loops[0].source == "fleet"
     f.advance(f.slot("work/0").next_start - f.clock.mono)
     crash(f)
     assert len([r for r in f.logs_since(0) if "crash loop" in r.message]) == 1, "a crash loop is reported once"

@@ -228,12 +228,20 @@ class ProcessRunner:
                     pass
 
 
+class Exit(NamedTuple):
+    """In a :class:`FakeRunner` script: the process ends with ``code`` (and this stderr tail, mid in hand)."""
+
+    code: int
+    tail: str = ""
+    mid: int = 0
+
+
 class FakeRunner:
     """A :class:`ProcessRunner` without processes, for unit tests and the demo.
 
     ``behave(key, spec)`` says what a new process does, as a list of things to report at once:
-    protocol messages (a ``Status``, a ``Heartbeat``) and, optionally, an ``int`` exit code that
-    ends it.  The default subscribes; a release client exits 0.  A ``Drain`` ends the process with
+    protocol messages (a ``Status``, a ``Heartbeat``) and, optionally, an ``int`` exit code or an
+    :class:`Exit` that ends it.  The default subscribes; a release client exits 0.  A ``Drain`` ends the process with
     0, SIGTERM/SIGKILL with the negative signal number.
     """
 
@@ -256,7 +264,9 @@ class FakeRunner:
         self.live[key], self.specs[key] = pid, spec
         self.calls.append(("spawn", key, spec.release_only))
         for item in self.behave(key, spec):
-            self.queue.append(("end", key, pid, item) if isinstance(item, int) else Received(key, item))
+            if isinstance(item, int):
+                item = Exit(item)
+            self.queue.append(("end", key, pid, tuple(item)) if isinstance(item, Exit) else Received(key, item))
         return pid
 
     def end(self, key: str, code: int, tail: str = "", mid: int = 0) -> None:

@@ -379,7 +379,7 @@ class Slot:
         if kind is ExitKind.EXTERNAL:
             self.next_start = now + policy.external_delay
             self.state, self.reason = WorkerState.CRASHED, f"{why}; restarting"
-            return out + [Note("WARNING", self.id, f"{why} while serving; restarting at once")]
+            return out + [Note("WARNING", self.id, f"{why} while serving; restarting")]
         if now - self.spawned_at >= policy.crash_window:
             self.streak, self.crashloop = 0, False  # it had been healthy for a whole window
         self.streak += 1
@@ -392,11 +392,12 @@ class Slot:
             first = not self.crashloop
             self.crashloop = True
             self.state = WorkerState.CRASHLOOP
-            self.reason = f"{why}; {recent} crashes in {policy.crash_window:.0f}s; retry in {delay:.2g}s" + (
-                f": {tail}" if tail else "")
+            # short enough for an 80-column status line; the exit code is in last_exit, the full story in the log
+            self.reason = f"{tail or why}; {self.streak} failures, retry in {delay:.2g}s"
             # reported once, by the fleet (front ends alert on fleet errors); later retries are warnings
-            out.append(Note("ERROR", "fleet", f"{self.id}: crash loop: {self.reason} (backoff up to "
-                                              f"{policy.max_backoff:.0f}s; r retries now)") if first
+            out.append(Note("ERROR", "fleet", f"{self.id}: crash loop: {recent} crashes in "
+                                              f"{policy.crash_window:.0f}s, last {detail}; retrying with backoff "
+                                              f"up to {policy.max_backoff:.0f}s (r retries now)") if first
                        else Note("WARNING", self.id, f"{detail}; still failing, retry in {delay:.2g}s"))
             if others_serving:
                 # while it cannot run, its share goes to the live members and its backlog to them too
