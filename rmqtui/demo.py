@@ -11,6 +11,7 @@ key pressed in a test is answered by the engine's own rules.
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -78,6 +79,7 @@ class FixedFleet(FakeFleet):
                          figures=figures, own=ProcessSample(1.2, 61 * _MB, 55 * _MB, 18, 6, None))
         self._core.set_broker(BrokerState.UP, pid=48_190, host="127.0.0.1", port=18830)
         self._core.started = FIXED_TIME - _UP
+        self._hostname = "demo-host"
         self._play()
 
     # -- the scripted hour ----------------------------------------------------------------------
@@ -103,8 +105,10 @@ class FixedFleet(FakeFleet):
     def _beat(self, key: str, t: float) -> Heartbeat:
         handled, failed, rate, seconds, in_flight = _FIGURES[key][:5]
         if key == "sensor-data/2" and t <= 2620:
-            handled = seconds = 0  # its first process; the counts shown are the second one's
-        done = max(0, int(handled - rate * (_UP - t)))
+            handled = seconds = failed = 0  # its first process; the counts shown are the second one's
+        # traffic that rises and falls a little, so the sparklines look like traffic; counts only grow
+        wobble = 2.0 * rate * (math.sin(t / 5.0 + len(key)) - math.sin(_UP / 5.0 + len(key)))
+        done = max(0, int(handled - rate * (_UP - t) + wobble))
         part = done / handled if handled else 0.0
         wall = self.clock.wall
         return Heartbeat(wall, done + failed + in_flight, done, failed, 0, seconds * part,
@@ -136,7 +140,8 @@ class FixedFleet(FakeFleet):
             self._log("sensor-data/1", "DEBUG", "sensors/th-0017/data -> process_data 1.4 ms")
             self._log("telemetry/0", "DEBUG", "telemetry/lyon/cpu -> record 0.5 ms")
             self._log("alerts/0", "DEBUG", "alerts/critical -> notify 12.8 ms")
-        self._at(_UP - 2.0)
+        for t in range(int(_UP) - 62, int(_UP) - 1):  # the last minute, second by second: the sparklines
+            self._at(float(t))
         self.remove_worker("sensor-data", "sensor-data/3")
         self._at(_UP - 1.0)
         if self.scenario != "crashloop":

@@ -72,7 +72,7 @@ class FakeFleet(Fleet):
         self.clock = clock or ManualClock()
         self.runner = runner or FakeRunner()
         super().__init__(config, runner=self.runner, clock=self.clock, policy=policy,
-                         sampler=FakeSampler(self.runner, figures, own))
+                         sampler=FakeSampler(self.runner, figures, own), jitter=lambda: 0.5)
 
     def advance(self, seconds: float = 0.0) -> None:
         """Move the clock and run the engine until nothing is left to do."""

@@ -12,7 +12,7 @@ from rmqtui.engine.config import load
 from rmqtui.engine.snapshot import WorkerState
 from rmqtui.engine.supervisor import Fleet
 from rmqtui.ui.app import FleetApp
-from tests.engine.conftest import Project, publish
+from rmqtui.testing import Project, publish
 
 ROUTE = {"name": "work", "topic": "jobs/{id}", "handler": "handlers.rec:record", "shared": True, "workers": 2,
          "qos": 1}

@@ -59,12 +59,14 @@ class Fleet:
 
     def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.25, fresh: bool = False,
                  policy: RestartPolicy | None = None, runner=None, sampler=None,
-                 clock: Callable[[], tuple[float, float]] | None = None) -> None:
+                 clock: Callable[[], tuple[float, float]] | None = None,
+                 jitter: Callable[[], float] = random.random) -> None:
         self.config = config
         self.tick = tick
         self.fresh = fresh
         # (monotonic, unix) time; a test or the demo passes a clock it moves itself
         self._clock = clock or (lambda: (time.monotonic(), time.time()))
+        self._jitter = jitter  # a number in [0, 1) that spreads restart delays
         self._core = FleetCore(config, started=self._clock()[1], policy=policy)
         self.prefix = self._core.prefix
         self._lock = threading.Lock()
@@ -352,13 +354,13 @@ class Fleet:
             changed = woken
             for rec in records:
                 if isinstance(rec, Ended):
-                    effects += core.exited(rec.key, rec.code, rec.tail, rec.mid, now, wall, random.random())
+                    effects += core.exited(rec.key, rec.code, rec.tail, rec.mid, now, wall, self._jitter())
                     changed = True
                 else:
                     changed |= core.message(rec.key, rec.message, now, wall)
             if changed or now >= next_tick:
                 next_tick = now + self.tick
-                effects += core.tick(now, wall, random.random())
+                effects += core.tick(now, wall, self._jitter())
                 self._publish()
             jobs = [(e, worker_spec(core, self, e) if isinstance(e, Spawn) else None) for e in effects]
             if core.idle():
