@@ -165,3 +165,24 @@ def test_a_stale_state_file_of_a_killed_supervisor_is_cleaned_up(project):
         assert f'"pid": {os.getpid()}' in runtime_state_path(path).read_text()
     finally:
         fleet.stop()
+
+
+def test_slots_left_over_from_a_previous_run_are_released_at_the_next_start(project):
+    path = project.write([SHARED])
+    fleet = Fleet(load(path))
+    fleet.start()
+    try:
+        assert fleet.scale("work", 3).ok  # not saved to the file
+        wait_for(lambda: _subscribed(fleet, 3), what="3 subscribed workers")
+    finally:
+        fleet.stop()
+    again = Fleet(load(path))  # the file still says 2
+    again.start()
+    try:
+        wait_for(lambda: any("work/2: left over from the previous run" in r.message for r in again.logs_since(0)),
+                 what="the leftover slot to be noticed")
+        wait_for(lambda: [w.id for w in again.snapshot().workers] == ["work/0", "work/1"], timeout=20,
+                 what="the leftover slot released and forgotten")
+        assert any("work/2: left the share group" in r.message for r in again.logs_since(0))
+    finally:
+        again.stop()

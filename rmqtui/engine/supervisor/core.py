@@ -175,6 +175,29 @@ class FleetCore:
             out += slot.stop(now, self.policy)
         return self.absorb(out, wall)
 
+    def layout(self) -> dict[str, list[int]]:
+        """Slot indices per route: what the next start must resume or release."""
+        return {name: sorted(pool.slots) for name, pool in self.pools.items()}
+
+    def adopt(self, layout: dict[str, list[int]], now: float, wall: float) -> list[Effect]:
+        """Slots a previous run left (a scale-up not saved, a stop mid-drain, a SIGKILL): those beyond the
+        desired count get their sessions released, so nothing stays queued where no worker will look."""
+        out: list[Effect] = []
+        for name, indices in layout.items():
+            pool = self.pools.get(name)
+            if pool is None:
+                self.note("WARNING", "fleet", f"route '{name}' of the previous run is gone from the config; "
+                                              f"messages its sessions hold stay with the broker", wall)
+                continue
+            for index in indices:
+                if index >= pool.desired and index not in pool.slots:
+                    slot = Slot(name, index, f"{self.prefix}-{name}-{index}", self.log_level)
+                    pool.slots[index] = slot
+                    self.note("INFO", "fleet", f"{slot.id}: left over from the previous run; releasing its "
+                                               f"session to the live workers", wall)
+                    out += slot.retire(now, self.policy)
+        return self.absorb(out, wall)
+
     def set_broker(self, state: BrokerState, reason: str = "", *, pid: int | None = None,
                    restarts: int | None = None, host: str | None = None, port: int | None = None) -> None:
         """What the broker keeper learned."""

@@ -12,7 +12,6 @@ embedded broker is kept by its own thread (:mod:`.broker_keeper`).
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import random
@@ -27,7 +26,7 @@ from typing import Callable
 from .. import config as config_mod
 from .. import runtime
 from ..api import CommandResult
-from ..broker import EmbeddedBroker
+from ..broker import BrokerError, EmbeddedBroker
 from ..config import Config
 from ..snapshot import BrokerState, FleetSnapshot, LogRecord
 from ..stats import ProcessSampler
@@ -39,14 +38,10 @@ from .procs import Ended, ProcessRunner, start_method
 from .reload import plan_reload
 from .slot import Send, Signal, Spawn
 from .specs import worker_spec
+from .state import clean_stale_runtime, read_layout, runtime_state_path, write_layout, write_runtime_state
 from .view import build_snapshot
 
 _log = logging.getLogger("rmqtui.fleet")
-
-
-def runtime_state_path(config_path: Path | str) -> Path:
-    """Where a running fleet announces its pid and broker address for ``rmqtui load`` and friends."""
-    return runtime.fleet_runtime_dir(config_path) / "state.json"
 
 
 class Fleet:
@@ -82,6 +77,7 @@ class Fleet:
         self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval)
         self._keeper: BrokerKeeper | None = None
         self._state_dir: Path | None = None
+        self._layout: dict | None = None  # the slot layout last written to the state dir
         self._file_config = config
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
@@ -100,9 +96,16 @@ class Fleet:
             self._file_config = config_mod.load(self.config.path)
         except (config_mod.ConfigError, OSError):
             self._file_config = self.config
-        self._state_dir = runtime.fleet_state_dir(self.config.path)
-        runtime.ensure_private_dir(self._state_dir / "logs")
-        self._clean_stale_runtime()
+        try:
+            self._state_dir = runtime.fleet_state_dir(self.config.path)
+            runtime.ensure_private_dir(self._state_dir / "logs")
+            runtime.fleet_runtime_dir(self.config.path)
+        except runtime.RuntimePathError as exc:  # the CLI reports a BrokerError as a clean start failure
+            raise BrokerError(str(exc)) from None
+        stale = clean_stale_runtime(self.config.path)
+        if stale is not None:
+            self._note("WARNING", "fleet", f"the previous supervisor (pid {stale}) did not stop cleanly; resuming "
+                                           f"its slots and the broker's stored sessions")
         b = self.config.broker
         if b.embedded:
             if self.fresh:
@@ -120,8 +123,9 @@ class Fleet:
                                                 f"listens on {self.host}:{self.port} instead")
             self._note("INFO", "broker", f"embedded Mosquitto pid {broker.pid} on {self.host}:{self.port}, "
                                          f"data in {broker.dir}")
-        runtime.write_private(runtime_state_path(self.config.path), json.dumps(
-            {"pid": os.getpid(), "host": self.host, "port": self.port, "config": str(self.config.path.resolve())}))
+        write_runtime_state(self.config.path, self.host, self.port)
+        with self._lock:
+            self._pending += self._core.adopt(read_layout(self._state_dir), *self._clock())
         self._runner.prepare()
         atexit.register(self._atexit)
         self._sampler.start()
@@ -130,25 +134,15 @@ class Fleet:
         self._note("INFO", "fleet", f"fleet started: {len(self._core.pools)} routes, {self.desired_total()} "
                                     f"workers, group '{self.config.fleet.group}'")
 
-    def _clean_stale_runtime(self) -> None:
-        """A supervisor that was killed leaves its state file behind: drop it when its pid is gone."""
-        path = runtime_state_path(self.config.path)
-        try:
-            pid = int(json.loads(runtime.read_private(path))["pid"])
-        except (OSError, ValueError, KeyError, TypeError, runtime.RuntimePathError):
-            pid = None
-        if pid is None or pid == os.getpid():
+    def _write_layout(self, layout: dict[str, list[int]]) -> None:
+        """Remember the slots (outside the lock): a killed supervisor's successor releases the extra ones."""
+        if self._state_dir is None or layout == self._layout:
             return
         try:
-            os.kill(pid, 0)
-            return  # still alive: not ours to clean (the control socket reports "already running")
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            return
-        path.unlink(missing_ok=True)
-        self._note("WARNING", "fleet", f"the previous supervisor (pid {pid}) did not stop cleanly; resuming "
-                                       f"its slots and the broker's stored sessions")
+            write_layout(self._state_dir, layout)
+            self._layout = layout
+        except OSError as exc:
+            self._note("WARNING", "fleet", f"could not record the slots in {self._state_dir}: {exc}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every worker keeping its session (the broker queues what arrives), then stop the broker.
@@ -365,7 +359,9 @@ class Fleet:
             jobs = [(e, worker_spec(core, self, e) if isinstance(e, Spawn) else None) for e in effects]
             if core.idle():
                 self._idle.set()
+            layout = core.layout()
         self._run_effects(jobs)
+        self._write_layout(layout)
         return records if pumping else next_tick
 
     def _run_effects(self, jobs: list) -> None:

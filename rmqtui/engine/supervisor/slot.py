@@ -352,7 +352,7 @@ class Slot:
                 self.phase = Phase.GONE
                 return [Note("INFO", "fleet", f"{self.id}: left the share group; removed")]
             self.phase = Phase.WAITING  # a crash-looping slot: it retries at next_start
-            return []
+            return [Note("INFO", self.id, "session released to the live workers until the next retry")]
         self.release_failures += 1
         delay = policy.backoff(self.release_failures, spread)
         self.phase, self.needs_release, self.next_start = Phase.WAITING, True, now + delay
