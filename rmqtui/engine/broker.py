@@ -57,6 +57,9 @@ def port_is_free(host: str, port: int) -> bool:
     """True when nothing listens on ``host:port`` and we may bind it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        # as Mosquitto binds its listener: connections of a previous broker in TIME_WAIT do not make the
+        # port taken, so a restart of rmqtui keeps its port (clients are configured with it)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -10,9 +10,10 @@ import tomli_w
 
 from rmqtui.engine.broker import free_port
 
-#: A handler that records every sequence number it completes, one file per process.
-RECORDING_HANDLER = '''
-import json, os
+def recording_handler(delay: float = 0.0) -> str:
+    """Source of a handler ``record`` that appends each message's ``seq`` to out/<pid>.txt, taking ``delay`` s."""
+    return f'''
+import json, os, time
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -21,11 +22,17 @@ _file = None
 
 def record(msg):
     global _file
+    if {delay!r}:
+        time.sleep({delay!r})
     if _file is None:
-        _file = open(OUT / f"{os.getpid()}.txt", "a", buffering=1)
+        _file = open(OUT / f"{{os.getpid()}}.txt", "a", buffering=1)
     seq = json.loads(msg.payload)["seq"]
-    _file.write(f"{seq} {int(msg.redelivered)}\\n")
+    _file.write(f"{{seq}} {{int(msg.redelivered)}}\\n")
 '''
+
+
+#: A handler that records every sequence number it completes, one file per process.
+RECORDING_HANDLER = recording_handler()
 
 
 def write_config(path: Path, routes: list[dict], *, fleet: dict | None = None, broker: dict | None = None) -> Path:

@@ -76,7 +76,7 @@ def kill_storm(project: ChaosProject, *, seconds: float = 20.0, workers: int = 4
     finally:
         result = _finish(project, pub, sink, "work", faults, t_start, fleet, quiet=5.0, timeout=60.0)
         sink.close()
-    result.fleet_events.append(("crashloop", looped))
+    result.crash_looping = looped
     return result
 
 

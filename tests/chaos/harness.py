@@ -29,6 +29,7 @@ from rmqtui.engine.broker import free_port
 from rmqtui.engine.config import load
 from rmqtui.engine.snapshot import BrokerState, WorkerState
 from rmqtui.engine.supervisor import Fleet
+from rmqtui.testing import WaitTimeout, wait_for
 
 FAIL_EVERY = 97  # the handler raises on seq % FAIL_EVERY == 0: those must end dead-lettered
 
@@ -73,20 +74,12 @@ def crashy(msg):
 '''
 
 
-class ChaosTimeout(AssertionError):
-    """A bounded wait ran out."""
+ChaosTimeout = WaitTimeout  # a bounded wait ran out
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
     """Poll ``predicate`` until truthy; raise :class:`ChaosTimeout` past ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ChaosTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(predicate, timeout, interval, what)
 
 
 # --------------------------------------------------------------------------- project + fleet

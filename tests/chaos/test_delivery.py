@@ -39,7 +39,7 @@ def _no_loss(result, figures, title):
 
 def test_kill_storm_never_crash_loops_and_loses_nothing(chaos, broker, figures):
     result = kill_storm(chaos, seconds=20, workers=4, rate=300, external=broker)
-    looped = dict(result.fleet_events).get("crashloop")
+    looped = result.crash_looping
     assert not looped, f"workers killed from outside were taken for a crash loop: {looped}"
     _no_loss(result, figures, f"kill storm, {'external' if broker else 'embedded'} broker")
 
@@ -54,7 +54,7 @@ def test_sigkill_of_the_supervisor_under_load_then_restart_loses_nothing(chaos, 
     _no_loss(result, figures, f"supervisor SIGKILL + restart, {'external' if broker else 'embedded'} broker")
 
 
-@pytest.mark.parametrize("how", ["dead", pytest.param("killed-in-drain", marks=RESCUE),
+@pytest.mark.parametrize("how", [pytest.param("dead", marks=RESCUE), pytest.param("killed-in-drain", marks=RESCUE),
                                  pytest.param("stopped", marks=RESCUE), pytest.param("drain-timeout", marks=RESCUE)])
 def test_scale_down_around_a_dead_or_stuck_worker_loses_nothing(chaos, figures, how):
     result = scale_down_around(chaos, how, rate=300, workers=3)

@@ -16,23 +16,13 @@ from rmqtui.engine.config import load
 from rmqtui.engine.snapshot import BrokerState, WorkerState
 from rmqtui.engine.supervisor import Fleet, runtime_state_path
 
+from rmqtui.testing.project import recording_handler
+
 from .conftest import no_children_left, publish, wait_for
 
 SHARED = {"name": "work", "topic": "jobs/{id}", "handler": "handlers.rec:record", "shared": True, "workers": 2,
           "qos": 1}
-SLOW = '''
-import json, os, time
-from pathlib import Path
-OUT = Path(__file__).resolve().parent / "out"
-OUT.mkdir(exist_ok=True)
-_file = None
-def record(msg):
-    global _file
-    time.sleep(0.01)
-    if _file is None:
-        _file = open(OUT / f"{os.getpid()}.txt", "a", buffering=1)
-    _file.write(f"{json.loads(msg.payload)['seq']} {int(msg.redelivered)}\\n")
-'''
+SLOW = recording_handler(delay=0.01)  # a backlog builds up behind it
 
 
 def _subscribed(fleet, n):

@@ -200,47 +200,33 @@ class Fleet:
             self._publish()
 
     # ------------------------------------------------------------ commands
-    def _command(self, outcome) -> CommandResult:
-        result, effects = outcome
-        self._pending += effects
-        self._publish()
+    def _command(self, command, *args, now: bool = True) -> CommandResult:
+        """Check and apply one command under the lock, queue its effects, wake the engine."""
+        mono, wall = self._clock()
+        with self._lock:
+            result, effects = command(self._core, *args, *((mono, wall) if now else (wall,)))
+            self._pending += effects
+            self._publish()
+        self._runner.wake()
         return result
 
     def add_worker(self, route: str) -> CommandResult:
-        with self._lock:
-            result = self._command(commands.add_worker(self._core, route, *self._clock()))
-        self._runner.wake()
-        return result
+        return self._command(commands.add_worker, route)
 
     def remove_worker(self, route: str, worker: str | None = None) -> CommandResult:
-        with self._lock:
-            result = self._command(commands.remove_worker(self._core, route, worker, *self._clock()))
-        self._runner.wake()
-        return result
+        return self._command(commands.remove_worker, route, worker)
 
     def scale(self, route: str, count: int) -> CommandResult:
-        with self._lock:
-            result = self._command(commands.scale(self._core, route, count, *self._clock()))
-        self._runner.wake()
-        return result
+        return self._command(commands.scale, route, count)
 
     def restart_worker(self, worker: str) -> CommandResult:
-        with self._lock:
-            result = self._command(commands.restart_worker(self._core, worker, *self._clock()))
-        self._runner.wake()
-        return result
+        return self._command(commands.restart_worker, worker)
 
     def kill_worker(self, worker: str) -> CommandResult:
-        with self._lock:
-            result = self._command(commands.kill_worker(self._core, worker, *self._clock()))
-        self._runner.wake()
-        return result
+        return self._command(commands.kill_worker, worker)
 
     def set_log_level(self, level: str, worker: str | None = None) -> CommandResult:
-        with self._lock:
-            result = self._command(commands.set_log_level(self._core, level, worker, self._clock()[1]))
-        self._runner.wake()
-        return result
+        return self._command(commands.set_log_level, level, worker, now=False)
 
     def save_config(self) -> CommandResult:
         with self._lock:
