@@ -50,6 +50,7 @@ class FleetCore:
             flt = shared_filter(r.group or config.fleet.group, pattern.filter) if r.shared else pattern.filter
             self.pools[r.name] = Pool(r, flt, self.prefix)
         self.ring = EventRing()
+        self._found: dict[str, Slot] = {}  # id -> slot, a cache for find()
         self.log_level = config.fleet.log_level
         self.stopping = False
         self.forced = False  # a forced stop: no release client is started any more
@@ -65,11 +66,19 @@ class FleetCore:
 
     def find(self, worker: str) -> Slot | None:
         """The slot with id ``route/index``, if any."""
+        slot = self._found.get(worker)
+        if slot is not None and slot.phase is not Phase.GONE:
+            return slot  # the heartbeat path: one lookup (a slot is never replaced while it lives)
         route, _, index = worker.rpartition("/")
         pool = self.pools.get(route)
         if pool is None or not index.isdigit():
             return None
-        return pool.slots.get(int(index))
+        slot = pool.slots.get(int(index))
+        if slot is not None:
+            self._found[worker] = slot
+        else:
+            self._found.pop(worker, None)
+        return slot
 
     def desired_total(self) -> int:
         """Workers the pools want."""
@@ -148,8 +157,9 @@ class FleetCore:
     def tick(self, now: float, wall: float, spread: float = 0.5) -> list[Effect]:
         """Watchdog, reconcile and history: what the engine does a few times a second."""
         out: list[Effect] = []
-        for slot in list(self.slots()):
-            out += slot.tick(now, wall, self.policy)
+        for pool in self.pools.values():
+            for slot in list(pool.slots.values()):
+                out += slot.tick(now, wall, self.policy)
         for pool in self.pools.values():
             out += pool.reconcile(now, self.policy, self.log_level, stopping=self.stopping, forced=self.forced)
             if pool.history.due(now):

@@ -52,6 +52,8 @@ class Fleet:
     embedded broker's stored sessions (messages queued for the slots) before it starts.
     """
 
+    PUBLISH_EVERY = 1.0  # seconds between snapshots when only counters moved (a TUI refreshes once a second)
+
     def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.25, fresh: bool = False,
                  policy: RestartPolicy | None = None, runner=None, sampler=None,
                  clock: Callable[[], tuple[float, float]] | None = None,
@@ -86,6 +88,7 @@ class Fleet:
         self.host, self.port = config.broker.host, config.broker.port
         self._hostname = socket.gethostname()
         self._published = self._build(self._clock()[1])
+        self._published_at = 0.0
 
     # ------------------------------------------------------------------ life
     def start(self) -> None:
@@ -329,6 +332,7 @@ class Fleet:
             self._runner.kill_all(sig)
         now, wall = self._clock()
         core = self._core
+        layout = None
         with self._lock:
             effects, self._pending = self._pending, []
             changed = woken
@@ -341,13 +345,18 @@ class Fleet:
             if changed or now >= next_tick:
                 next_tick = now + self.tick
                 effects += core.tick(now, wall, self._jitter())
-                self._publish()
+                # heartbeats alone republish once a second; a state change at once
+                if changed or pumping or now - self._published_at >= self.PUBLISH_EVERY:
+                    self._publish()
+                    self._published_at = now
+                layout = core.layout()
             jobs = [(e, worker_spec(core, self, e) if isinstance(e, Spawn) else None) for e in effects]
-            if core.idle():
+            if core.stopping and core.idle():
                 self._idle.set()
-            layout = core.layout()
-        self._run_effects(jobs)
-        self._write_layout(layout)
+        if jobs:
+            self._run_effects(jobs)
+        if layout is not None:
+            self._write_layout(layout)
         return records if pumping else next_tick
 
     def _run_effects(self, jobs: list) -> None:
