@@ -47,10 +47,11 @@ def test_kill_storm_never_crash_loops_and_loses_nothing(chaos, broker, figures):
 def _embedded_restart_caveat(broker, request) -> None:
     if broker is None:
         # Mosquitto 2.0.11 restores a session's queued messages from its persistence file but not its $share
-        # subscription: what a publisher sends between the embedded broker's restart and the workers'
-        # resubscription (a reconnecting publisher resends its whole window) has no group member and is dropped
+        # subscription.  rmqtui subscribes the stored sessions again right after the broker is ready, before
+        # the workers start (restore_subscriptions); a publisher that reconnects within those milliseconds
+        # can still see its messages dropped, so a loss here is possible, if rare: expected to pass (XPASS)
         request.applymarker(pytest.mark.xfail(strict=False, reason="Mosquitto 2.0.11 does not persist $share "
-                                                                   "subscriptions across its own restart"))
+                                                                   "subscriptions; restored within ms of start"))
 
 
 def test_stop_under_load_then_restart_loses_nothing(chaos, broker, figures, request):

@@ -176,3 +176,31 @@ def test_slots_left_over_from_a_previous_run_are_released_at_the_next_start(proj
         assert any("work/2: left the share group" in r.message for r in again.logs_since(0))
     finally:
         again.stop()
+
+
+def test_restored_subscriptions_queue_what_arrives_before_the_workers_reconnect(tmp_path):
+    """Mosquitto forgets $share subscriptions over its own restart; the fleet restores them before its workers."""
+    import paho.mqtt.client as mqtt
+
+    from rmqtui.engine.supervisor.broker_keeper import restore_subscriptions
+
+    broker = EmbeddedBroker(tmp_path, port=free_port())
+    broker.start()
+    try:
+        subs = [("rmqtui-test-work-0", "$share/g/jobs/+", 1)]
+        assert restore_subscriptions("127.0.0.1", broker.port, "v3.1.1", subs) == 1  # the first run's session
+        broker.restart()  # persistence saved and loaded; the $share subscription is gone
+        assert restore_subscriptions("127.0.0.1", broker.port, "v3.1.1", subs) == 1
+        assert publish(broker.port, lambda i: f"jobs/{i}", 5) == 5
+        got = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rmqtui-test-work-0", clean_session=False)
+        c.on_message = lambda *a: got.append(a[2].payload)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        try:
+            wait_for(lambda: len(got) == 5, what="the 5 messages queued in the restored session")
+        finally:
+            c.disconnect()
+            c.loop_stop()
+    finally:
+        broker.stop()

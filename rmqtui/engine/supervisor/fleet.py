@@ -31,7 +31,7 @@ from ..config import Config
 from ..snapshot import BrokerState, FleetSnapshot, LogRecord
 from ..stats import ProcessSampler
 from . import commands
-from .broker_keeper import BrokerKeeper
+from .broker_keeper import BrokerKeeper, restore_subscriptions
 from .core import FleetCore
 from .policy import RestartPolicy
 from .procs import Ended, ProcessRunner, start_method
@@ -115,6 +115,7 @@ class Fleet:
                 shutil.rmtree(self._state_dir / "broker", ignore_errors=True)
                 self._note("WARNING", "broker", "--fresh: stored sessions and their queued messages discarded")
             broker = EmbeddedBroker(self._state_dir, host=b.host, port=b.port, binary=b.mosquitto)
+            resumed = (broker.dir / "mosquitto.db").exists()
             self._keeper = BrokerKeeper(broker, self._broker_report,
                                         lambda level, msg: self._note(level, "broker", msg))
             self._keeper.start_broker()
@@ -126,6 +127,13 @@ class Fleet:
                                                 f"listens on {self.host}:{self.port} instead")
             self._note("INFO", "broker", f"embedded Mosquitto pid {broker.pid} on {self.host}:{self.port}, "
                                          f"data in {broker.dir}")
+            if resumed:
+                subs = [(f"{self.prefix}-{name}-{i}", pool.filter, pool.route.qos)
+                        for name, pool in self._core.pools.items() for i in range(pool.desired)]
+                n = restore_subscriptions(self.host, self.port, b.protocol, subs, username=b.username,
+                                          password=b.password)
+                self._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
+                                             f"restored before the workers start")
         write_runtime_state(self.config.path, self.host, self.port)
         with self._lock:
             self._pending += self._core.adopt(read_layout(self._state_dir), *self._clock())
