@@ -1,9 +1,10 @@
 """A fleet with fixed, deterministic data, for snapshot tests, screenshots and demos.
 
-:class:`FixedFleet` implements :class:`~rmqtui.engine.api.FleetControl` without
-processes, sockets or a clock: time stands still at :data:`FIXED_TIME`, and
-every command changes the fixed state in the same way each run, so a test can
-press a key and assert on what the table shows.
+:class:`FixedFleet` is the real supervisor (its core, commands and wording) on a fake
+process runner with a clock that stands still at :data:`FIXED_TIME`.  Building a scenario
+plays a scripted hour of history through the engine (workers subscribing, a kill, a
+scale-up, a crash loop), so every state on screen is one the engine itself produced, and a
+key pressed in a test is answered by the engine's own rules.
 
 ``python -m rmqtui.demo [normal|crashloop|debug]`` runs the TUI on it.
 """
@@ -11,20 +12,16 @@ press a key and assert on what the table shows.
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
-from dataclasses import dataclass, replace
 
 from rmqtui.engine.api import CommandResult
-from rmqtui.engine.snapshot import (
-    BrokerSnapshot,
-    BrokerState,
-    FleetSnapshot,
-    LogRecord,
-    RouteSnapshot,
-    WorkerSnapshot,
-    WorkerState,
-)
+from rmqtui.engine.protocol import Heartbeat, LogLine, Status
+from rmqtui.engine.snapshot import BrokerState
+from rmqtui.engine.stats import ProcessSample
+from rmqtui.engine.supervisor.procs import Exit, FakeRunner, Received
+from rmqtui.testing.fake import FakeFleet, ManualClock, make_config
 
 FIXED_TIME = 1_800_000_000.0
 """The instant every snapshot of a :class:`FixedFleet` is taken at."""
@@ -32,42 +29,36 @@ FIXED_TIME = 1_800_000_000.0
 SCENARIOS = ("normal", "crashloop", "debug")
 """Names accepted by :class:`FixedFleet`."""
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_LOG_HISTORY = 5000
 _MB = 1024 * 1024
+_UP = 3725.0  # seconds of scripted history before FIXED_TIME
+
+_ROUTES = [
+    {"name": "sensor-data", "topic": "sensors/{device_id}/data", "handler": "app_routes.sensors:process_data",
+     "shared": True, "workers": 3, "qos": 1},
+    {"name": "telemetry", "topic": "telemetry/{site}/{metric}", "handler": "app_routes.telemetry:record",
+     "shared": True, "workers": 1, "qos": 0},
+    {"name": "alerts", "topic": "alerts/{severity}", "handler": "app_routes.alerts:notify", "shared": False,
+     "workers": 1, "qos": 2},
+]
+
+# per slot: handled at FIXED_TIME, failed, msg/s, handler seconds, in flight, cpu %, rss MiB, uss MiB, fds, threads
+_FIGURES = {
+    "sensor-data/0": (1_482_113, 12, 139.4, 2_160.5, 1, 23.5, 48, 41, 14, 4),
+    "sensor-data/1": (1_479_870, 9, 138.1, 2_141.0, 1, 22.9, 47, 40, 14, 4),
+    "sensor-data/2": (1_201_004, 7, 134.5, 1_733.2, 0, 21.8, 46, 39, 13, 4),
+    "sensor-data/3": (20_511, 0, 0.0, 30.2, 1, 3.1, 44, 38, 13, 4),
+    "telemetry/0": (880_245, 0, 236.5, 410.9, 0, 31.2, 52, 45, 15, 5),
+    "telemetry/1": (0, 0, 0.0, 0.0, 0, None, None, None, None, None),
+    "alerts/0": (11_532, 3, 3.2, 95.1, 0, 0.7, 39, 33, 12, 3),
+}
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    name: str
-    topic: str
-    filter_: str
-    shared: bool
-    qos: int
-    base_rate: float
+class FixedFleet(FakeFleet):
+    """The engine on fixed data (see the module docstring).
 
-
-_ROUTES = (
-    _Route("sensor-data", "sensors/{device_id}/data", "sensors/+/data", True, 1, 412.0),
-    _Route("telemetry", "telemetry/{site}/{metric}", "telemetry/+/+", True, 0, 236.5),
-    _Route("alerts", "alerts/{severity}", "alerts/+", False, 2, 3.2),
-)
-
-
-def _history(seed: int, base: float) -> tuple[float, ...]:
-    """Sixty fixed msg/s samples that look like traffic."""
-    return tuple(
-        round(max(0.0, base * (0.75 + 0.25 * math.sin((i + seed * 7) / 5.0) + 0.1 * math.cos(i * 1.7 + seed))), 1)
-        for i in range(60)
-    )
-
-
-class FixedFleet:
-    """A :class:`~rmqtui.engine.api.FleetControl` with fixed data and deterministic commands.
-
-    Every command is recorded in :attr:`calls` as ``(name, *args)``.  ``stop``
-    marks the workers draining and, when ``stop_gate`` is given, waits for it
-    to be set before it marks them stopped, so a test can watch the drain.
+    Every command is recorded in :attr:`calls` as ``(name, *args)``.  ``stop`` asks every
+    worker to stop and, when ``stop_gate`` is given, waits for it to be set before the
+    workers end, so a test can watch the drain.
     """
 
     def __init__(self, scenario: str = "normal", *, stop_gate: threading.Event | None = None) -> None:
@@ -76,281 +67,161 @@ class FixedFleet:
         self.scenario = scenario
         self.calls: list[tuple] = []
         self._stop_gate = stop_gate
-        self._lock = threading.Lock()
-        self._log: list[LogRecord] = []
-        self._seq = 0
-        self._next_pid = 48_310
-        self._stopping = False
-        self._stopped = False
-        self._level = "DEBUG" if scenario == "debug" else "INFO"
-        self._desired = {"sensor-data": 3, "telemetry": 2, "alerts": 1}
-        self._workers: dict[str, WorkerSnapshot] = {}
-        self._build_workers()
-        self._build_log()
+        self._silent: set[str] = set()  # slots whose process never subscribes
+        self._played = False  # after the history, new processes are still connecting: time stands still
+        self._crashing: set[str] = set()  # slots whose process fails at once
+        config = make_config(_ROUTES, path="routemq.toml", broker={"port": 18830},
+                             fleet={"client_prefix": "rmq-demo-host", "log_level": "INFO"})
+        figures = {key: ProcessSample(f[5], f[6] * _MB if f[6] else None, f[7] * _MB if f[7] else None, f[8], f[9],
+                                      None) for key, f in _FIGURES.items()}
+        runner = FakeRunner(self._behave, first_pid=48_200, drain_exits=False)
+        super().__init__(config, runner=runner, clock=ManualClock(wall=FIXED_TIME - _UP, mono=0.0),
+                         figures=figures, own=ProcessSample(1.2, 61 * _MB, 55 * _MB, 18, 6, None))
+        self._core.set_broker(BrokerState.UP, pid=48_190, host="127.0.0.1", port=18830)
+        self._core.started = FIXED_TIME - _UP
+        self._hostname = "demo-host"
+        self._play()
 
-    # -- fixed data ---------------------------------------------------------------------------
+    # -- the scripted hour ----------------------------------------------------------------------
 
-    def _worker(self, route: str, slot: int, state: WorkerState, **kw) -> WorkerSnapshot:
-        handled = kw.pop("handled", 0)
-        worker = WorkerSnapshot(
-            id=f"{route}/{slot}",
-            route=route,
-            slot=slot,
-            client_id=f"rmq-demo-host-{route}-{slot}",
-            pid=kw.pop("pid", 48_200 + 10 * len(self._workers) + slot),
-            state=state,
-            received=handled + kw.get("failed", 0) + kw.get("in_flight", 0),
-            handled=handled,
-            log_level=self._level,
-            **kw,
-        )
-        self._workers[worker.id] = worker
-        return worker
+    def _behave(self, key: str, spec) -> list:
+        if spec.release_only:
+            return [Exit(0)]
+        if key in self._silent or self._played:
+            return [Status("starting", "connecting to the broker")]
+        out = [Status("subscribed"), LogLine(self.clock.wall, "INFO", f"subscribed to {spec.subscribe_filter}")]
+        if key in self._crashing:
+            out += [LogLine(self.clock.wall, "ERROR", "handler raised KeyError: 'site' (topic telemetry//cpu)"),
+                    Exit(1, "KeyError: 'site'")]
+        return out
 
-    def _build_workers(self) -> None:
-        live = dict(cpu_percent=None, rss=None, fds=None, threads=None)
-        self._worker("sensor-data", 0, WorkerState.SUBSCRIBED, handled=1_482_113, failed=12, rate=139.4,
-                     handler_seconds=2_160.5, in_flight=2, cpu_percent=23.5, rss=48 * _MB, uss=41 * _MB,
-                     fds=14, threads=4, uptime=3_723.0)
-        self._worker("sensor-data", 1, WorkerState.SUBSCRIBED, handled=1_479_870, failed=9, rate=138.1,
-                     handler_seconds=2_141.0, in_flight=1, cpu_percent=22.9, rss=47 * _MB, uss=40 * _MB,
-                     fds=14, threads=4, uptime=3_722.6)
-        self._worker("sensor-data", 2, WorkerState.SUBSCRIBED, handled=1_201_004, failed=7, rate=134.5,
-                     handler_seconds=1_733.2, in_flight=0, cpu_percent=21.8, rss=46 * _MB, uss=39 * _MB,
-                     fds=13, threads=4, uptime=1_105.0, restarts=1, last_exit=-9)
-        if self.scenario != "crashloop":
-            self._worker("sensor-data", 3, WorkerState.DRAINING, pid=48_377, handled=20_511, failed=0, rate=0.0,
-                         reason="scaled down, 1 in flight", in_flight=1, cpu_percent=3.1, rss=44 * _MB,
-                         fds=13, threads=4, uptime=151.0)
-        self._worker("telemetry", 0, WorkerState.SUBSCRIBED, handled=880_245, failed=0, rate=236.5,
-                     handler_seconds=410.9, cpu_percent=31.2, rss=52 * _MB, uss=45 * _MB, fds=15, threads=5,
-                     uptime=3_723.0)
+    def _at(self, t: float) -> None:
+        """Move the clock to ``t`` seconds into the history; every live worker beats first."""
+        self.clock.advance(t - self.clock.mono)
+        for key in list(self.runner.live):
+            self.runner.queue.append(Received(key, self._beat(key, t)))
+        self.pump()
+
+    def _beat(self, key: str, t: float) -> Heartbeat:
+        handled, failed, rate, seconds, in_flight = _FIGURES[key][:5]
+        if key == "sensor-data/2" and t <= 2620:
+            handled = seconds = failed = 0  # its first process; the counts shown are the second one's
+        # traffic that rises and falls a little, so the sparklines look like traffic; counts only grow
+        wobble = 2.0 * rate * (math.sin(t / 5.0 + len(key)) - math.sin(_UP / 5.0 + len(key)))
+        done = max(0, int(handled - rate * (_UP - t) + wobble))
+        part = done / handled if handled else 0.0
+        wall = self.clock.wall
+        return Heartbeat(wall, done + failed + in_flight, done, failed, 0, seconds * part,
+                         wall - 0.004 if in_flight else None, True)
+
+    def _log(self, key: str, level: str, message: str) -> None:
+        self.runner.queue.append(Received(key, LogLine(self.clock.wall, level, message)))
+
+    def _play(self) -> None:
+        self.pump()
+        self._at(9.0)
+        self._log("sensor-data/0", "WARNING", "device 'th-0042' sent a reading without 'temp'; skipped")
+        self._at(2620.0)
+        self.runner.end("sensor-data/2", -signal.SIGKILL)  # from outside: an OOM kill, say
+        self._at(2620.0)
+        self._at(2621.0)
+        self._at(3574.0)
+        self.add_worker("sensor-data")
+        self._at(3575.0)
         if self.scenario == "crashloop":
-            self._worker("telemetry", 1, WorkerState.CRASHLOOP, pid=None, handled=3_118, failed=5,
-                         reason="5 crashes in 60s, last exit 1: KeyError: 'site'", restarts=5, last_exit=1,
-                         **live)
-        else:
-            self._worker("telemetry", 1, WorkerState.STARTING, pid=48_391, handled=0, reason="",
-                         restarts=0, **live)
-        self._worker("alerts", 0, WorkerState.SUBSCRIBED, handled=11_532, failed=3, rate=3.2,
-                     handler_seconds=95.1, cpu_percent=0.7, rss=39 * _MB, uss=33 * _MB, fds=12, threads=3,
-                     uptime=3_721.9)
-
-    def _build_log(self) -> None:
-        t = FIXED_TIME - 60.0
-        self._add_log("INFO", "broker", "embedded mosquitto listening on 127.0.0.1:18830 (pid 48190)", t)
-        self._add_log("INFO", "fleet", "loaded routemq.toml: 3 routes, 6 workers, group 'workers'", t + 0.2)
-        for w in self._workers.values():
-            if w.state is WorkerState.SUBSCRIBED:
-                self._add_log("INFO", w.id, f"subscribed to $share/workers/{_route(w.route).filter_}"
-                              if _route(w.route).shared else f"subscribed to {_route(w.route).filter_}", t + 1)
-        self._add_log("WARNING", "sensor-data/0", "device 'th-0042' sent a reading without 'temp'; skipped", t + 9)
-        self._add_log("INFO", "fleet", "sensor-data/2 exited with signal 9; restarting in 1s", t + 14)
-        self._add_log("INFO", "sensor-data/2", "subscribed to $share/workers/sensors/+/data", t + 15.3)
-        if self.scenario == "crashloop":
-            for i in range(3):
-                self._add_log("ERROR", "telemetry/1", "handler raised KeyError: 'site' (topic telemetry//cpu)",
-                              t + 20 + i * 6)
-            self._add_log("ERROR", "fleet", "telemetry/1 is crash-looping (5 crashes in 60s, last exit 1); "
-                          "not restarting until you press r", t + 40)
-        else:
-            self._add_log("INFO", "fleet", "starting telemetry/1 (pid 48391)", t + 58)
+            self._crashing.add("telemetry/1")
+            self.scale("telemetry", 2)
+            for _ in range(4):  # five failures within seconds: a crash loop
+                self._at(self._core.find("telemetry/1").next_start)
         if self.scenario == "debug":
-            self._add_log("INFO", "fleet", "log level of the fleet set to DEBUG", t + 30)
-            self._add_log("DEBUG", "sensor-data/1", "sensors/th-0017/data -> process_data 1.4 ms", t + 31)
-            self._add_log("DEBUG", "telemetry/0", "telemetry/lyon/cpu -> record 0.5 ms", t + 31.5)
-            self._add_log("DEBUG", "alerts/0", "alerts/critical -> notify 12.8 ms", t + 32)
+            self._at(3695.0)
+            self.set_log_level("DEBUG")
+            self._at(3696.0)
+            self._log("sensor-data/1", "DEBUG", "sensors/th-0017/data -> process_data 1.4 ms")
+            self._log("telemetry/0", "DEBUG", "telemetry/lyon/cpu -> record 0.5 ms")
+            self._log("alerts/0", "DEBUG", "alerts/critical -> notify 12.8 ms")
+        for t in range(int(_UP) - 62, int(_UP) - 1):  # the last minute, second by second: the sparklines
+            self._at(float(t))
+        self.remove_worker("sensor-data", "sensor-data/3")
+        self._at(_UP - 1.0)
+        if self.scenario != "crashloop":
+            self._silent.add("telemetry/1")
+            self.scale("telemetry", 2)
+        self._at(_UP)
+        self._played = True
+        self.calls.clear()
 
-    def _add_log(self, level: str, source: str, message: str, time: float = FIXED_TIME) -> None:
-        self._seq += 1
-        self._log.append(LogRecord(self._seq, time, level, source, message))
-        del self._log[:-_LOG_HISTORY]
+    # -- FleetControl, with every call recorded -------------------------------------------------
 
-    # -- FleetControl -------------------------------------------------------------------------
+    def add_worker(self, route: str) -> CommandResult:
+        self.calls.append(("add_worker", route))
+        return self._pumped(super().add_worker(route))
+
+    def remove_worker(self, route: str, worker: str | None = None) -> CommandResult:
+        self.calls.append(("remove_worker", route, worker))
+        return self._pumped(super().remove_worker(route, worker))
+
+    def scale(self, route: str, count: int) -> CommandResult:
+        self.calls.append(("scale", route, count))
+        return self._pumped(super().scale(route, count))
+
+    def restart_worker(self, worker: str) -> CommandResult:
+        self.calls.append(("restart_worker", worker))
+        result = super().restart_worker(worker)
+        if result.ok and worker in self.runner.live:
+            self.runner.end(worker, 0)  # it finished its message and kept its session
+        return self._pumped(result)
+
+    def kill_worker(self, worker: str) -> CommandResult:
+        self.calls.append(("kill_worker", worker))
+        return self._pumped(super().kill_worker(worker))
+
+    def set_log_level(self, level: str, worker: str | None = None) -> CommandResult:
+        self.calls.append(("set_log_level", level, worker))
+        return self._pumped(super().set_log_level(level, worker))
+
+    def save_config(self) -> CommandResult:
+        """Say what would be written (nothing touches the disk)."""
+        self.calls.append(("save_config",))
+        counts = ", ".join(f"{name}={pool.desired}" for name, pool in self._core.pools.items())
+        self._note("INFO", "fleet", f"wrote worker counts to routemq.toml ({counts})")
+        return self._pumped(CommandResult.accepted(f"wrote worker counts to routemq.toml ({counts})"))
+
+    def reload_config(self) -> CommandResult:
+        """The file is the one running: nothing changes live."""
+        self.calls.append(("reload_config",))
+        self._note("INFO", "fleet", "reloaded: no live change")
+        return self._pumped(CommandResult.accepted("reloaded: no live change"))
 
     def start(self) -> None:
         """Nothing to start; present so the CLI can treat this like the real fleet."""
         self.calls.append(("start",))
 
-    def snapshot(self) -> FleetSnapshot:
-        """The fixed fleet as it stands after the commands so far."""
-        with self._lock:
-            workers = tuple(sorted(self._workers.values(), key=lambda w: (_ROUTE_ORDER[w.route], w.slot)))
-            routes = []
-            for i, r in enumerate(_ROUTES):
-                mine = [w for w in workers if w.route == r.name]
-                rate = round(sum(w.rate for w in mine), 1)
-                routes.append(RouteSnapshot(
-                    name=r.name, topic=r.topic,
-                    filter=f"$share/workers/{r.filter_}" if r.shared else r.filter_,
-                    shared=r.shared, qos=r.qos, desired=self._desired[r.name],
-                    running=sum(1 for w in mine if w.pid is not None),
-                    received=sum(w.received for w in mine), handled=sum(w.handled for w in mine),
-                    failed=sum(w.failed for w in mine), rate=rate, history=_history(i, r.base_rate)[:-1] + (rate,),
-                ))
-            return FleetSnapshot(
-                time=FIXED_TIME, started=FIXED_TIME - 3_725.0, group="workers",
-                config_path="routemq.toml",
-                broker=BrokerSnapshot("127.0.0.1", 18830, True,
-                                      BrokerState.STOPPED if self._stopped else BrokerState.UP, pid=48_190),
-                routes=tuple(routes), workers=workers, log_level=self._level, stopping=self._stopping,
-                supervisor_pid=48_188, supervisor_cpu=1.2, supervisor_rss=61 * _MB, hostname="demo-host",
-            )
-
-    def logs_since(self, seq: int) -> list[LogRecord]:
-        """Records after ``seq``, oldest first."""
-        with self._lock:
-            return [r for r in self._log if r.seq > seq]
-
-    def add_worker(self, route: str) -> CommandResult:
-        """Add a worker in state starting (refused on the non-shared route)."""
-        with self._lock:
-            self.calls.append(("add_worker", route))
-            r = _route(route)
-            if r is None:
-                return CommandResult.refused(f"no route named {route!r}")
-            if not r.shared:
-                return CommandResult.refused(
-                    f"{route} is not shared: a second worker would receive every message twice "
-                    f"(set shared = true for it in routemq.toml)")
-            slot = self._free_slot(route)
-            self._desired[route] += 1
-            w = self._worker(route, slot, WorkerState.STARTING, pid=self._new_pid())
-            self._add_log("INFO", "fleet", f"starting {w.id} (pid {w.pid})")
-            return CommandResult.accepted(f"{route}: {self._desired[route]} workers wanted, starting {w.id}")
-
-    def remove_worker(self, route: str, worker: str | None = None) -> CommandResult:
-        """Drain ``worker`` (or the highest live slot) and lower the desired count."""
-        with self._lock:
-            self.calls.append(("remove_worker", route, worker))
-            if _route(route) is None:
-                return CommandResult.refused(f"no route named {route!r}")
-            live = [w for w in self._workers.values() if w.route == route and w.state is not WorkerState.DRAINING]
-            if worker is not None:
-                live = [w for w in live if w.id == worker]
-                if not live:
-                    return CommandResult.refused(f"{worker} is not a running worker of {route}")
-            if not live or self._desired[route] == 0:
-                return CommandResult.refused(f"{route} has no worker left to remove")
-            victim = max(live, key=lambda w: w.slot)
-            self._desired[route] -= 1
-            self._workers[victim.id] = replace(victim, state=WorkerState.DRAINING, reason="removed by operator",
-                                               rate=0.0)
-            self._add_log("INFO", "fleet", f"draining {victim.id}")
-            return CommandResult.accepted(f"{route}: {self._desired[route]} workers wanted, draining {victim.id}")
-
-    def scale(self, route: str, count: int) -> CommandResult:
-        """Set the desired count by adding or removing workers one at a time."""
-        self.calls.append(("scale", route, count))
-        if _route(route) is None:
-            return CommandResult.refused(f"no route named {route!r}")
-        if count < 0:
-            return CommandResult.refused("a route cannot have fewer than 0 workers")
-        while self._desired[route] < count:
-            result = self.add_worker(route)
-            if not result.ok:
-                return result
-        while self._desired[route] > count:
-            self.remove_worker(route)
-        return CommandResult.accepted(f"{route}: {count} workers wanted")
-
-    def restart_worker(self, worker: str) -> CommandResult:
-        """Start the slot anew: new pid, state starting, one more restart."""
-        with self._lock:
-            self.calls.append(("restart_worker", worker))
-            w = self._workers.get(worker)
-            if w is None:
-                return CommandResult.refused(f"no worker {worker!r}")
-            self._workers[worker] = replace(
-                w, pid=self._new_pid(), state=WorkerState.STARTING, reason="restarted by operator",
-                restarts=w.restarts + 1, uptime=0.0, rate=0.0, cpu_percent=None, rss=None, uss=None,
-                fds=None, threads=None, last_exit=0 if w.pid is not None else w.last_exit)
-            self._add_log("INFO", "fleet", f"restarting {worker}")
-            return CommandResult.accepted(f"restarting {worker}")
-
-    def kill_worker(self, worker: str) -> CommandResult:
-        """Mark the worker crashed by SIGKILL (refused when it has no process)."""
-        with self._lock:
-            self.calls.append(("kill_worker", worker))
-            w = self._workers.get(worker)
-            if w is None:
-                return CommandResult.refused(f"no worker {worker!r}")
-            if w.pid is None:
-                return CommandResult.refused(f"{worker} has no process to kill")
-            self._workers[worker] = replace(
-                w, pid=None, state=WorkerState.CRASHED, reason="killed by SIGKILL (exit -9)", last_exit=-9,
-                rate=0.0, cpu_percent=None, rss=None, uss=None, fds=None, threads=None, uptime=None)
-            self._add_log("WARNING", "fleet", f"{worker} (pid {w.pid}) killed with SIGKILL")
-            return CommandResult.accepted(f"sent SIGKILL to {worker} (pid {w.pid})")
-
-    def set_log_level(self, level: str, worker: str | None = None) -> CommandResult:
-        """Set the level of one worker, or of the fleet and every worker."""
-        with self._lock:
-            self.calls.append(("set_log_level", level, worker))
-            level = level.upper()
-            if level not in LEVELS:
-                return CommandResult.refused(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
-            if worker is None:
-                self._level = level
-                for wid, w in self._workers.items():
-                    self._workers[wid] = replace(w, log_level=level)
-                self._add_log("INFO", "fleet", f"log level of the fleet set to {level}")
-                return CommandResult.accepted(f"fleet log level set to {level}")
-            w = self._workers.get(worker)
-            if w is None:
-                return CommandResult.refused(f"no worker {worker!r}")
-            self._workers[worker] = replace(w, log_level=level)
-            self._add_log("INFO", "fleet", f"log level of {worker} set to {level}")
-            return CommandResult.accepted(f"{worker} log level set to {level}")
-
-    def save_config(self) -> CommandResult:
-        """Pretend to write the desired counts (nothing touches the disk)."""
-        with self._lock:
-            self.calls.append(("save_config",))
-            counts = ", ".join(f"{name}={n}" for name, n in self._desired.items())
-            self._add_log("INFO", "fleet", f"wrote routemq.toml ({counts})")
-            return CommandResult.accepted(f"wrote routemq.toml ({counts})")
-
-    def reload_config(self) -> CommandResult:
-        """Pretend to re-read the config: nothing changed on disk, so nothing changes live."""
-        with self._lock:
-            self.calls.append(("reload_config",))
-            self._add_log("INFO", "fleet", "reloaded: no live change")
-            return CommandResult.accepted("reloaded: no live change")
+    def force(self) -> None:
+        """End every process now."""
+        self.calls.append(("force",))
+        super().force()
+        self.pump()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Mark every live worker draining, wait for ``stop_gate`` if any, then stop them all."""
-        with self._lock:
-            self.calls.append(("stop", timeout))
-            self._stopping = True
-            for wid, w in self._workers.items():
-                if w.pid is not None:
-                    self._workers[wid] = replace(w, state=WorkerState.DRAINING, reason="fleet stopping", rate=0.0)
-            self._add_log("INFO", "fleet", "stopping: draining every worker")
+        """Ask every worker to stop, wait for ``stop_gate`` if any, then let them all end."""
+        self.calls.append(("stop", timeout))
+        self.begin_stop()
+        self.pump()
         if self._stop_gate is not None:
             self._stop_gate.wait(timeout)
+        for key in list(self.runner.live):
+            self.runner.end(key, 0)
+        self.pump()
+        self._core.set_broker(BrokerState.STOPPED)
+        self._note("INFO", "fleet", "fleet stopped")
+        self._pumped(None)
+
+    def _pumped(self, result):
+        self.pump()
         with self._lock:
-            for wid, w in self._workers.items():
-                self._workers[wid] = replace(w, state=WorkerState.STOPPED, pid=None, reason="")
-            self._stopped = True
-            self._add_log("INFO", "fleet", "stopped")
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _free_slot(self, route: str) -> int:
-        used = {w.slot for w in self._workers.values() if w.route == route}
-        return next(i for i in range(len(used) + 1) if i not in used)
-
-    def _new_pid(self) -> int:
-        self._next_pid += 1
-        return self._next_pid
-
-
-_ROUTE_ORDER = {r.name: i for i, r in enumerate(_ROUTES)}
-
-
-def _route(name: str) -> _Route | None:
-    return next((r for r in _ROUTES if r.name == name), None)
+            self._publish()
+        return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,9 @@ from typing import Protocol, runtime_checkable
 
 from .snapshot import FleetSnapshot, LogRecord
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+"""The log levels a fleet and its workers accept, most verbose first (the only copy)."""
+
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
@@ -34,6 +37,10 @@ class CommandResult:
 @runtime_checkable
 class FleetControl(Protocol):
     """What a front end may read from and ask of a fleet."""
+
+    def start(self) -> None:
+        """Start the broker (when embedded) and the workers, and return (raises BrokerError)."""
+        ...
 
     def snapshot(self) -> FleetSnapshot:
         """The latest immutable picture of the fleet (cheap; never blocks on workers)."""
@@ -79,5 +86,10 @@ class FleetControl(Protocol):
         ...
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Drain every worker, stop the embedded broker and return (blocking)."""
+        """Stop every worker keeping its broker session (the broker queues what arrives meanwhile),
+        stop the embedded broker and return (blocking)."""
+        ...
+
+    def force(self) -> None:
+        """Kill every worker now (a second Ctrl-C): a running ``stop()`` then returns without waiting."""
         ...

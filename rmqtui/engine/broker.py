@@ -33,13 +33,32 @@ class BrokerError(Exception):
     """The embedded broker could not be started; the message says why and what to do."""
 
 
-def _set_parent_death_signal() -> None:
-    """Run in the child before exec: get SIGTERM when the parent dies (Linux only)."""
+def _death_signal_command() -> list[str]:
+    """A prefix that makes the broker get SIGTERM when its parent dies: util-linux ``setpriv``.
+
+    The kernel's PR_SET_PDEATHSIG must be set in the child, between fork and exec.  Doing it
+    from ``preexec_fn`` runs Python (and loaded a C library) in a forked child of a threaded
+    process, which Python documents as unsafe; ``setpriv`` sets it and then execs Mosquitto.
+    """
+    path = shutil.which("setpriv") or next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.access(p, os.X_OK)),
+                                           None)
+    return [path, "--pdeathsig", "TERM"] if path else []
+
+
+def _prctl():
+    """prctl(2) resolved in the parent, for systems without ``setpriv``; None off Linux."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass  # not Linux: the supervisor's own stop path still ends the broker
+        return None
+
+
+_PRCTL = None if _death_signal_command() else _prctl()
+
+
+def _set_parent_death_signal() -> None:
+    """Fallback without ``setpriv``: one call of a function resolved before the fork, no loading."""
+    _PRCTL(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 #: The user name of the generated credentials of a fleet's TCP listener.
@@ -240,9 +259,9 @@ class EmbeddedBroker:
             log = open(self.log_path, "ab")
             try:
                 self.process = subprocess.Popen(
-                    [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    start_new_session=True,  # the terminal's Ctrl-C must not kill it before workers drain
-                    preexec_fn=_set_parent_death_signal, close_fds=True)
+                    _death_signal_command() + [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=log, start_new_session=True,  # the terminal's Ctrl-C must not kill it before workers drain
+                    preexec_fn=_set_parent_death_signal if _PRCTL is not None else None, close_fds=True)
             except OSError as exc:
                 raise BrokerError(f"could not run {binary}: {exc}") from exc
             finally:

@@ -4,7 +4,12 @@ One :class:`ProcessSampler` runs in its own thread.  It keeps a cached
 ``psutil.Process`` and the last CPU time per pid (CPU % needs two readings, so
 a new process shows None until its second pass) and reads the cheap figures every
 pass; USS costs a read of the memory summary, so it is refreshed for a few
-processes per pass, round robin.
+processes per pass, round robin.  Every per-pid cache is pruned to the pids of
+the pass, and a pid that now names another process (its start time changed)
+starts from scratch, so a reused pid never inherits an old CPU baseline.
+
+It also samples its own process, so the supervisor's CPU and memory come from here
+too: this is the only engine module that touches psutil and /proc.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class ProcessSampler:
         self._thread: threading.Thread | None = None
         self._uss_cursor = 0
         self.last_pass_seconds = 0.0
+        self.own: ProcessSample | None = None  # this process, refreshed every pass
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="rmqtui-sampler", daemon=True)
@@ -78,12 +84,10 @@ class ProcessSampler:
     def sample_once(self) -> int:
         """One pass over the current pids; returns how many were sampled."""
         pids = list(self._pids())
-        alive = set(pids)
-        for gone in [p for p in self._procs if p not in alive]:
-            self._procs.pop(gone, None)
-            self._uss.pop(gone, None)
-            self._created.pop(gone, None)
-            self._cpu.pop(gone, None)
+        alive = set(pids) | {os.getpid()}  # our own figures are sampled too
+        for cache in (self._procs, self._uss, self._created, self._cpu):
+            for gone in [p for p in cache if p not in alive]:
+                del cache[gone]
         uss_due = set()
         if pids:
             n = min(self.uss_per_pass, len(pids))
@@ -100,9 +104,19 @@ class ProcessSampler:
             except (psutil.AccessDenied, PermissionError):
                 sample = ProcessSample(None, None, None, None, None, None, None)
             samples[pid] = sample
+        try:
+            own = self._sample(os.getpid(), False)
+        except (psutil.Error, OSError):
+            own = None
         with self._lock:
             self._samples = samples
+            self.own = own
         return len(pids)
+
+    def cache_sizes(self) -> dict[str, int]:
+        """How many pids each cache holds (tests check that they are pruned)."""
+        return {"procs": len(self._procs), "uss": len(self._uss), "created": len(self._created),
+                "cpu": len(self._cpu), "samples": len(self._samples)}
 
     def _sample(self, pid: int, want_uss: bool) -> ProcessSample:
         now = time.monotonic()
@@ -114,27 +128,32 @@ class ProcessSampler:
             threads = int(fields[17])
             rss = int(fields[21]) * _PAGE
             fds = len(os.listdir(f"/proc/{pid}/fd"))
-            if pid not in self._created:
-                self._created[pid] = _BOOT_TIME + int(fields[19]) / _CLK_TCK
+            created = _BOOT_TIME + int(fields[19]) / _CLK_TCK
             proc = None
         else:
             proc = self._procs.get(pid)
-            if proc is None:
+            if proc is None or not proc.is_running():  # is_running() also notices a reused pid
                 proc = self._procs[pid] = psutil.Process(pid)
-                self._created[pid] = proc.create_time()
+            created = proc.create_time()
             with proc.oneshot():
                 times = proc.cpu_times()
                 rss = proc.memory_info().rss
                 threads = proc.num_threads()
             fds = proc.num_fds() if hasattr(proc, "num_fds") else None
             used = times.user + times.system
+        if self._created.get(pid) != created:  # a new process under this pid: forget the old one's figures
+            self._created[pid] = created
+            self._cpu.pop(pid, None)
+            self._uss.pop(pid, None)
+            want_uss = want_uss or pid != os.getpid()
         # CPU % of one core since the last pass; None on the first pass, there is no interval yet
         last = self._cpu.get(pid)
         self._cpu[pid] = (now, used)
-        cpu = round(100.0 * (used - last[1]) / (now - last[0]), 1) if last and now > last[0] else None
+        cpu = (round(max(0.0, 100.0 * (used - last[1]) / (now - last[0])), 1)
+               if last and now > last[0] else None)
         if want_uss:
             self._uss[pid] = unique_set_size(proc or psutil.Process(pid))
-        return ProcessSample(cpu, rss, self._uss.get(pid), fds, threads, self._created.get(pid), used)
+        return ProcessSample(cpu, rss, self._uss.get(pid), fds, threads, created, used)
 
 
 _PROC_STAT = os.path.exists(f"/proc/{os.getpid()}/stat") and os.path.isdir(f"/proc/{os.getpid()}/fd")

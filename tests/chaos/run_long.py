@@ -1,5 +1,7 @@
 """The long chaos run (not part of CI): random worker faults for N minutes, then a broker crash, a
-crash-looping slot and a poison message, each against its own fleet.  Prints the figures tables.
+crash-looping slot, a poison message and the issue 9 scenarios (a 60 s kill storm on 4 workers, a stop
+under load and a supervisor SIGKILL each followed by a restart, with the embedded broker and with an
+external Mosquitto), each against its own fleet.  Prints the figures tables.
 
     .venv/bin/python tests/chaos/run_long.py --minutes 5
 
@@ -37,6 +39,7 @@ def _aggregate(rows) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.chaos.delivery import ExternalBroker, kill_storm, sigkill_supervisor, stop_and_restart
     from tests.chaos.harness import ChaosProject, broker_crash, crashloop, poison, table, worker_chaos
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +63,20 @@ def main() -> int:
             ("crashloop", lambda p: crashloop(p, rate=min(args.rate, 300), workers=args.workers)),
             ("poison", lambda p: poison(p, rate=min(args.rate, 300), workers=2)),
         ]
+        for where in ("embedded", "external"):
+            def on(scenario, where=where, **kw):
+                def run(p):
+                    ext = ExternalBroker(p.root) if where == "external" else None
+                    try:
+                        return scenario(p, external=ext, **kw), None
+                    finally:
+                        p.stop_all()
+                        if ext:
+                            ext.stop()
+                return run
+            runs += [(f"kill storm 60 s ({where})", on(kill_storm, seconds=60, workers=4, rate=300)),
+                     (f"stop under load + restart ({where})", on(stop_and_restart, rate=300)),
+                     (f"supervisor SIGKILL + restart ({where})", on(sigkill_supervisor, rate=300))]
         for i, (name, run) in enumerate(runs):
             project = ChaosProject(tmp / str(i))
             try:

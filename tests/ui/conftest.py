@@ -1,8 +1,1 @@
-"""Pilot tests drive FleetApp on a FixedFleet."""
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+"""Pilot tests drive FleetApp on a FixedFleet (the real core on a fake runner with a frozen clock)."""

@@ -12,7 +12,7 @@ from rmqtui.engine.config import load
 from rmqtui.engine.snapshot import WorkerState
 from rmqtui.engine.supervisor import Fleet
 from rmqtui.ui.app import FleetApp
-from tests.engine.conftest import Project, publish
+from rmqtui.testing import Project, publish
 
 ROUTE = {"name": "work", "topic": "jobs/{id}", "handler": "handlers.rec:record", "shared": True, "workers": 2,
          "qos": 1}
@@ -96,9 +96,11 @@ async def test_q_drains_and_leaves_no_process(fleet):
         await until(pilot, lambda: len(live_pids(fleet)) == 2)
         pids = live_pids(fleet)
         await pilot.press("q")
-        await until(pilot, lambda: not app.is_running or app._exit_renderables is not None or
-                    all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
-                        for p in pids), what="the fleet to stop")
+        # q stops the fleet first and exits the app only once the stop returned
+        await until(pilot, lambda: not app.is_running, what="the app to exit after stopping the fleet")
+    assert app.return_code == 0, app.return_code
+    assert any(r.message == "fleet stopped" for r in fleet.logs_since(0)), "the app exited before the fleet stopped"
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     me = psutil.Process()
     deadline = time.monotonic() + 10
     while [c for c in me.children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]:

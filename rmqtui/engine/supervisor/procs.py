@@ -1,0 +1,337 @@
+"""The only code that spawns, signals and joins worker processes (plus a fake for tests and the demo).
+
+A :class:`ProcessRunner` owns one selector for the fleet's life: every worker's pipe
+and exit sentinel, and a wake pipe.  ``wait()`` returns what happened as plain
+records (:class:`Received`, :class:`Ended`); the engine applies them to the pure
+core under its lock and hands the resulting effects back here, outside the lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import selectors
+import signal as signal_mod
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from ..protocol import Drain, Status, WorkerSpec
+
+
+def start_method() -> str:
+    """The multiprocessing start method for workers: forkserver, which is safe with threads
+    and, with the worker module preloaded, starts a worker in a few milliseconds."""
+    return os.environ.get("RMQTUI_START_METHOD", "forkserver")
+
+
+class Received(NamedTuple):
+    """A message from the worker of slot ``key``."""
+
+    key: str
+    message: Any
+
+
+class Ended(NamedTuple):
+    """The process of slot ``key`` ended: exit code (negative = signal), last stderr line, mid in hand."""
+
+    key: str
+    code: int | None
+    tail: str
+    mid: int
+
+
+def stderr_tail(path: str | None, limit: int = 200) -> str:
+    """The last non-empty line of a worker's stderr file, cut to ``limit`` characters."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].strip()[:limit] if lines else ""
+
+
+LOG_LIMIT = 1 << 20  # a slot's stderr file is cut back to its tail past this many bytes
+
+
+def _trim(path: str | None) -> None:
+    """Keep a slot's stderr file (in the persistent state dir) from growing for ever: keep its tail."""
+    if not path:
+        return
+    try:
+        if os.path.getsize(path) <= LOG_LIMIT:
+            return
+        with open(path, "rb") as f:
+            f.seek(-LOG_LIMIT // 4, os.SEEK_END)
+            tail = f.read()
+        with open(path, "wb") as f:
+            f.write(tail)
+    except OSError:
+        pass
+
+
+class ProcessRunner:
+    """Worker processes of one fleet, keyed by slot id."""
+
+    def __init__(self, target: Callable, preload: tuple[str, ...] = ()) -> None:
+        self._target = target
+        self._ctx = multiprocessing.get_context(start_method())
+        self._preload = list(preload)
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._procs: dict[str, Any] = {}
+        self._conns: dict[str, Any] = {}
+        self._logs: dict[str, str | None] = {}
+        self._mids: dict[str, Any] = {}
+
+    def prepare(self) -> None:
+        """Start the fork server now, from the caller's thread: a front end (Textual) may later replace
+        ``sys.stderr`` with an object without a file descriptor, and the fork server cannot start then."""
+        if start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            self._ctx.set_forkserver_preload(self._preload)
+            forkserver.ensure_running()
+
+    def spawn(self, key: str, spec: WorkerSpec) -> int:
+        """Start a process for slot ``key``; returns its pid (raises OSError and friends on failure)."""
+        _trim(spec.log_file)
+        mid = self._mids.get(key)
+        if mid is None:
+            mid = self._mids[key] = self._ctx.RawValue("i", 0)
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=self._target, args=(spec, child, mid), name=f"rmqtui-worker-{key}")
+        try:
+            proc.start()
+        except BaseException:
+            parent.close()
+            child.close()
+            raise
+        child.close()
+        self._procs[key], self._conns[key], self._logs[key] = proc, parent, spec.log_file
+        self._sel.register(proc.sentinel, selectors.EVENT_READ, (key, "exit"))
+        self._sel.register(parent, selectors.EVENT_READ, (key, "msg"))
+        return proc.pid
+
+    def signal(self, key: str, pid: int, sig: int) -> None:
+        """Send ``sig`` to slot ``key``'s process if ``pid`` is still it."""
+        proc = self._procs.get(key)
+        if proc is None or proc.pid != pid:
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def send(self, key: str, message: Any) -> None:
+        """Send a protocol message to slot ``key``'s process (dropped when the pipe is gone)."""
+        conn = self._conns.get(key)
+        if conn is None:
+            return
+        try:
+            conn.send(message)
+        except (OSError, EOFError):
+            pass
+
+    def kill_all(self, sig: int = signal_mod.SIGKILL) -> None:
+        """Signal every process (a forced stop)."""
+        for proc in list(self._procs.values()):
+            try:
+                os.kill(proc.pid, sig)
+            except (ProcessLookupError, TypeError):
+                pass
+
+    def wake(self) -> None:
+        """Make a running :meth:`wait` return now (safe from any thread)."""
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def wait(self, timeout: float) -> tuple[list, bool]:
+        """Block up to ``timeout`` for worker messages and exits; returns (records, woken)."""
+        out: list = []
+        woken = False
+        ended = []
+        for key_obj, _ in self._sel.select(max(0.0, timeout)):
+            data = key_obj.data
+            if data is None:
+                woken = True
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif data[1] == "msg":
+                # one message per readiness event: the selector is level-triggered and reports the
+                # pipe again while data is left, and Connection.poll() would build a selector per call
+                self._receive(data[0], out, once=True)
+            else:
+                ended.append(data[0])
+        for key in ended:
+            self._receive(key, out, once=False)
+            out.append(self._reap(key))
+        return out, woken
+
+    def _receive(self, key: str, out: list, *, once: bool) -> None:
+        conn = self._conns.get(key)
+        if conn is None:
+            return
+        try:
+            if once:
+                out.append(Received(key, conn.recv()))
+            else:
+                while conn.poll():
+                    out.append(Received(key, conn.recv()))
+        except (EOFError, OSError):
+            self._drop_conn(key)
+
+    def _drop_conn(self, key: str) -> None:
+        conn = self._conns.pop(key, None)
+        if conn is not None:
+            self._unwatch(conn)
+            conn.close()
+
+    def _reap(self, key: str) -> Ended:
+        proc = self._procs.pop(key)
+        self._unwatch(proc.sentinel)
+        self._drop_conn(key)
+        proc.join(0.5)
+        code = proc.exitcode
+        if code is not None:
+            proc.close()
+        mid = self._mids[key]
+        handling, mid.value = mid.value, 0
+        return Ended(key, code, stderr_tail(self._logs.pop(key, None)), handling)
+
+    def _unwatch(self, fileobj: Any) -> None:
+        try:
+            self._sel.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def busy(self) -> bool:
+        """Whether records are waiting without a wait (never for real processes: they come when they come)."""
+        return False
+
+    def pids(self) -> list[int]:
+        """pids of every process the runner started and has not reaped."""
+        return [p.pid for p in self._procs.values()]
+
+    def close(self) -> None:
+        """Release the selector and the wake pipe, and stop the fork server helpers."""
+        self._sel.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if start_method() != "forkserver":
+            return
+        from multiprocessing import forkserver, resource_tracker
+
+        # private but stable since 3.8: the helpers end with our process anyway; stopping them
+        # here makes `stop()` leave no child behind, which is what embedders and tests expect
+        for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+            stop = getattr(helper, "_stop", None)
+            if stop is not None:
+                try:
+                    stop()
+                except (OSError, ChildProcessError, TypeError):  # TypeError: helper never started
+                    pass
+
+
+class Exit(NamedTuple):
+    """In a :class:`FakeRunner` script: the process ends with ``code`` (and this stderr tail, mid in hand)."""
+
+    code: int
+    tail: str = ""
+    mid: int = 0
+
+
+class FakeRunner:
+    """A :class:`ProcessRunner` without processes, for unit tests and the demo.
+
+    ``behave(key, spec)`` says what a new process does, as a list of things to report at once:
+    protocol messages (a ``Status``, a ``Heartbeat``) and, optionally, an ``int`` exit code or an
+    :class:`Exit` that ends it.  The default subscribes; a release client exits 0.  A ``Drain`` ends the process with
+    0, SIGTERM/SIGKILL with the negative signal number.
+    """
+
+    def __init__(self, behave: Callable[[str, WorkerSpec], list] | None = None, first_pid: int = 40_000, *,
+                 drain_exits: bool = True) -> None:
+        self.behave = behave or (lambda key, spec: [0] if spec.release_only else [Status("subscribed")])
+        self.drain_exits = drain_exits  # False: a drained process keeps running until ended by hand
+        self.next_pid = first_pid
+        self.live: dict[str, int] = {}
+        self.specs: dict[str, WorkerSpec] = {}
+        self.calls: list[tuple] = []
+        self.queue: collections.deque = collections.deque()
+
+    def prepare(self) -> None:
+        """Nothing to prepare."""
+
+    def spawn(self, key: str, spec: WorkerSpec) -> int:
+        self.next_pid += 1
+        pid = self.next_pid
+        self.live[key], self.specs[key] = pid, spec
+        self.calls.append(("spawn", key, spec.release_only))
+        for item in self.behave(key, spec):
+            if isinstance(item, int):
+                item = Exit(item)
+            self.queue.append(("end", key, pid, tuple(item)) if isinstance(item, Exit) else Received(key, item))
+        return pid
+
+    def end(self, key: str, code: int, tail: str = "", mid: int = 0) -> None:
+        """Make slot ``key``'s process end with ``code`` (reported by the next :meth:`wait`)."""
+        self.queue.append(("end", key, self.live.get(key), (code, tail, mid)))
+
+    def signal(self, key: str, pid: int, sig: int) -> None:
+        self.calls.append(("signal", key, sig))
+        if self.live.get(key) == pid and sig in (signal_mod.SIGKILL, signal_mod.SIGTERM):
+            self.end(key, -sig)
+
+    def send(self, key: str, message: Any) -> None:
+        self.calls.append(("send", key, message))
+        if isinstance(message, Drain) and key in self.live and self.drain_exits:
+            self.end(key, 0)
+
+    def kill_all(self, sig: int = signal_mod.SIGKILL) -> None:
+        for key, pid in list(self.live.items()):
+            self.signal(key, pid, sig)
+
+    def wake(self) -> None:
+        """Nothing blocks."""
+
+    def wait(self, timeout: float) -> tuple[list, bool]:
+        out: list = []
+        while self.queue:
+            item = self.queue.popleft()
+            if isinstance(item, Received):
+                if item.key in self.live:
+                    out.append(item)
+                continue
+            _, key, pid, what = item
+            if pid is None or self.live.get(key) != pid:
+                continue  # that process already ended
+            code, tail, mid = what if isinstance(what, tuple) else (what, "", 0)
+            del self.live[key]
+            out.append(Ended(key, code, tail, mid))
+        return out, False
+
+    def busy(self) -> bool:
+        """Whether records are queued for the next :meth:`wait`."""
+        return bool(self.queue)
+
+    def pids(self) -> list[int]:
+        return list(self.live.values())
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,56 @@
+"""Turn the core's state into an immutable :class:`FleetSnapshot` (pure: figures are passed in)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..snapshot import BrokerSnapshot, FleetSnapshot, RouteSnapshot, WorkerSnapshot
+from .core import FleetCore
+from .slot import Slot
+
+
+def build_snapshot(core: FleetCore, wall: float, sample: Callable[[int | None], Any], *,
+                   supervisor: tuple[int | None, float | None, int | None] = (None, None, None),
+                   hostname: str = "", extra: dict | None = None) -> FleetSnapshot:
+    """The fleet at ``wall`` (unix time); ``sample(pid)`` gives a process's figures or None;
+    ``supervisor`` is (pid, cpu %, rss)."""
+    workers = []
+    routes = []
+    for pool in core.pools.values():
+        rate = 0.0
+        running = 0
+        for slot in sorted(pool.slots.values(), key=lambda s: s.index):
+            workers.append(worker_snapshot(slot, wall, sample(slot.worker_pid)))
+            rate += slot.meter.rate
+            running += slot.worker_pid is not None
+        received, handled, failed = pool.totals()
+        r = pool.route
+        routes.append(RouteSnapshot(
+            name=r.name, topic=r.topic, filter=pool.filter, shared=r.shared, qos=r.qos, desired=pool.desired,
+            running=running, received=received, handled=handled, failed=failed, rate=rate,
+            history=tuple(pool.history.values)))
+    b = core.broker
+    broker = BrokerSnapshot(host=b.host, port=b.port, embedded=b.embedded, state=b.state,
+                            protocol=core.config.broker.protocol, reason=b.reason, pid=b.pid, restarts=b.restarts)
+    pid, cpu, rss = supervisor
+    return FleetSnapshot(
+        time=wall, started=core.started, group=core.config.fleet.group, config_path=str(core.config.path),
+        broker=broker, routes=tuple(routes), workers=tuple(workers), log_level=core.log_level,
+        stopping=core.stopping, supervisor_pid=pid, supervisor_cpu=cpu, supervisor_rss=rss, hostname=hostname,
+        extra=dict(extra or {}))
+
+
+def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
+    """One slot at ``wall``; ``sample`` is its process's figures (or None)."""
+    received, handled, failed, dead, seconds = slot.totals()
+    pid = slot.worker_pid
+    return WorkerSnapshot(
+        id=slot.id, route=slot.route, slot=slot.index, client_id=slot.client_id, pid=pid, state=slot.state,
+        reason=slot.reason, received=received, handled=handled, failed=failed, dead_lettered=dead,
+        rate=slot.meter.rate, handler_seconds=seconds, in_flight=1 if slot.hb and slot.hb.busy_since else 0,
+        cpu_percent=sample.cpu_percent if sample else None, rss=sample.rss if sample else None,
+        uss=sample.uss if sample else None, fds=sample.fds if sample else None,
+        threads=sample.threads if sample else None, cpu_seconds=sample.cpu_seconds if sample else None,
+        restarts=slot.restarts,
+        uptime=(wall - slot.started) if (slot.started is not None and pid) else None, log_level=slot.log_level,
+        last_exit=slot.last_exit)
