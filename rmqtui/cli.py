@@ -104,6 +104,8 @@ def _run_parser() -> argparse.ArgumentParser:
                     "routemq.toml first when missing, see `rmqtui init --from-routemq`)")
     ap.add_argument("--routers", default="app.routers", help="with --routemq-app: the routers package")
     ctl.add_run_options(ap)
+    ap.add_argument("--fresh", action="store_true",
+                    help="discard the embedded broker's stored sessions and queued messages before starting")
     ap.add_argument("--version", action="version", version=f"rmqtui {__version__}")
     return ap
 
@@ -128,7 +130,7 @@ def cmd_run(argv: list[str]) -> int:
         return _fail(str(exc))
     from .engine.supervisor import Fleet
 
-    fleet = Fleet(config)
+    fleet = Fleet(config, fresh=args.fresh)
     stop_timeout = config.fleet.drain_timeout + 2
     host = ctl.claim(fleet, config, control=not args.no_control)  # control socket: one fleet per config
     if host.running is not None:
@@ -146,6 +148,9 @@ def cmd_run(argv: list[str]) -> int:
         fleet.stop(timeout=stop_timeout)
         raise
     host.started()
+    from .engine.ops import OpsServices
+
+    ops = OpsServices(fleet, config.broker, config.ops).start()  # /metrics and autoscale, when configured
     code = exitcodes.FAILURE
     try:
         if args.no_ui:
@@ -157,6 +162,7 @@ def cmd_run(argv: list[str]) -> int:
             code = _run_tui(fleet, stop_timeout)
         return code
     finally:
+        ops.stop()
         host.stopping()
         fleet.stop(timeout=stop_timeout)  # a no-op after a clean stop; drains after an error
         host.close()

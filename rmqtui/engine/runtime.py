@@ -106,6 +106,11 @@ def ensure_private_dir(path: Path, *, strict: bool = True) -> Path:
         raise RuntimePathError(f"{path} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}); "
                                f"another user may have created it: remove it as that user or root, or set "
                                f"RUNTIME_DIRECTORY/STATE_DIRECTORY to a directory you own")
+    if strict and st.st_mode & 0o077 and not st.st_mode & 0o022:
+        # ours and writable only by us, but readable by others: what rmqtui before 0.2 left in /tmp;
+        # nobody else could have put anything in it, so closing it is safe
+        os.chmod(path, 0o700)
+        st = os.lstat(path)
     loose = st.st_mode & (0o077 if strict else 0o022)
     if loose:
         raise RuntimePathError(f"{path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):04o}); "

@@ -40,11 +40,18 @@ def test_symlinked_runtime_dir_is_refused(dirs):
         runtime.runtime_root()
 
 
-def test_loose_runtime_dir_is_refused_with_the_fix(dirs):
+def test_writable_by_others_runtime_dir_is_refused_with_the_fix(dirs):
     (dirs / "run" / "rmqtui").mkdir(mode=0o700)
-    os.chmod(dirs / "run" / "rmqtui", 0o755)
+    os.chmod(dirs / "run" / "rmqtui", 0o777)
     with pytest.raises(runtime.RuntimePathError, match="chmod 700"):
         runtime.runtime_root()
+
+
+def test_readable_own_dir_of_an_older_version_is_closed(dirs):
+    (dirs / "run" / "rmqtui").mkdir(mode=0o700)
+    os.chmod(dirs / "run" / "rmqtui", 0o755)
+    assert runtime.runtime_root() == dirs / "run" / "rmqtui"
+    assert (dirs / "run" / "rmqtui").stat().st_mode & 0o777 == 0o700
 
 
 def test_foreign_owner_is_refused(dirs):

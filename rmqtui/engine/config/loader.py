@@ -31,7 +31,7 @@ from .handlers import MODULE_RE, check_handler
 from .locate import Locator
 from .model import MAX_CONFIG_BYTES, BrokerConfig, Config, FleetConfig, RouteConfig, TLSConfig, settings_of, spec_of
 
-_TOP_KEYS = ("broker", "fleet", "routes")
+_TOP_KEYS = ("broker", "fleet", "routes", "metrics")
 _REQUIRED_ROUTE_KEYS = ("name", "topic", "handler")
 
 
@@ -105,9 +105,26 @@ class Loader:
         fleet = self.fleet(doc)
         broker, fleet = apply_env(self.path, broker, fleet, self.env)
         routes = self.routes(doc, fleet)
-        config = Config(path=self.path, broker=broker, fleet=fleet, routes=routes)
+        config = Config(path=self.path, broker=broker, fleet=fleet, routes=routes, ops=self.ops(doc))
         self.between_routes(config)
         return config
+
+    def ops(self, doc: Mapping[str, Any]):
+        """``[metrics]`` and the autoscale keys, read by the services that use them (imported only here)."""
+        from ..ops import parse_ops_settings
+
+        metrics = doc.get("metrics", {})
+        if not isinstance(metrics, dict):
+            raise self.fail("metrics", f"metrics must be a [metrics] section, got {describe(metrics)}",
+                            'write [metrics] with listen = "127.0.0.1:9464"')
+        self.check_keys(metrics, ("listen",), "metrics", "[metrics]")
+        try:
+            return parse_ops_settings(doc)
+        except ValueError as exc:
+            text = str(exc)
+            key = "metrics.listen" if text.startswith("[metrics]") else "routes"
+            problem, _, fix = text.partition("; ")
+            raise self.fail(key, problem, fix or "see the README's Metrics and Autoscaling sections") from None
 
     # -- generic ------------------------------------------------------------------------------
 

@@ -112,6 +112,10 @@ class BrokerConfig:
     tls: TLSConfig | None = setting(None, TLSConfig, fix="write it as a [broker.tls] section")
     mosquitto: str = setting("mosquitto", nonempty=True, max_len=4096,
                              fix='set mosquitto = "mosquitto" or the full path of the binary')
+    listen_tcp: bool = setting(False, fix="write listen_tcp = true (a loopback TCP listener that needs the fleet's "
+                                          "generated password) or false (the private unix socket only)")
+    max_packet_size: int = setting(1 << 20, lo=1024, hi=268_435_455, unit="bytes",
+                                   fix="use bytes between 1024 and 268435455, e.g. max_packet_size = 1048576")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,10 @@ class RouteConfig:
     concurrency: int = setting(1, lo=1, hi=1000,
                                fix="use how many messages one worker may handle at once (async handlers), "
                                    "e.g. concurrency = 1")
+    autoscale: str = setting("off", choices=("off", "suggest", "on"), example="suggest",
+                             fix='write autoscale = "off", "suggest" (recommend only) or "on"')
+    min: int | None = setting(None, int, lo=0, hi=10000, fix="use the fewest workers autoscale may keep, e.g. min = 1")
+    max: int | None = setting(None, int, lo=0, hi=10000, fix="use the most workers autoscale may start, e.g. max = 8")
 
     @property
     def pattern(self) -> TopicPattern:
@@ -191,6 +199,8 @@ class Config:
     broker: BrokerConfig
     fleet: FleetConfig
     routes: tuple[RouteConfig, ...]
+    #: ``[metrics]`` and the routes' autoscale keys, as :class:`rmqtui.engine.ops.OpsSettings`
+    ops: Any = None
 
     @property
     def root(self) -> Path:
