@@ -114,6 +114,10 @@ class FixedFleet(FakeFleet):
         return Heartbeat(wall, done + failed + in_flight, done, failed, 0, seconds * part,
                          wall - 0.004 if in_flight else None, True)
 
+    def add_log(self, level: str, source: str, message: str) -> None:
+        """Add a record to the fleet's log as the engine does (tests of log readers and streams)."""
+        self._note(level, source, message)
+
     def _log(self, key: str, level: str, message: str) -> None:
         self.runner.queue.append(Received(key, LogLine(self.clock.wall, level, message)))
 

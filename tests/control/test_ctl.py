@@ -65,8 +65,8 @@ def test_logs_filter_by_worker_and_follow_until_the_fleet_goes(served) -> None:
                               stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_for(lambda: any("log" in s.streams for s in server.sessions), what="the follower to subscribe")
-        fleet._add_log("INFO", "sensor-data/0", "not for this follower", time.time())
-        fleet._add_log("WARNING", "telemetry/0", "queue depth 900", time.time())
+        fleet.add_log("INFO", "sensor-data/0", "not for this follower")
+        fleet.add_log("WARNING", "telemetry/0", "queue depth 900")
         first = follow.stdout.readline()
         assert "telemetry/0: queue depth 900" in first, first
         server.close()

@@ -141,17 +141,30 @@ def wait_line(h: Headless, needle: str) -> list[str]:
     return lines
 
 
-def test_control_fails_soft_and_can_be_turned_off(config, headless, dirs) -> None:
+def test_an_unsafe_runtime_directory_is_refused(config, headless, dirs) -> None:
     unsafe = dirs / "open"
     unsafe.mkdir()
     os.chmod(unsafe, 0o777)
     fleet = headless(config, env=dict(_env(), RUNTIME_DIRECTORY=str(unsafe)))
+    code, _, err = fleet.finish(terminate=False)
+    assert code == 1, f"rmqtui started in a world-writable runtime directory: {err}"
+    assert "accessible to other users" in err and "chmod 700" in err, err
+    assert "Traceback" not in err, err
+    assert not list(unsafe.iterdir()), "a file was made in an unsafe directory"
+
+
+def test_control_fails_soft_and_can_be_turned_off(config, headless, dirs) -> None:
+    from rmqtui.engine import runtime
+
+    blocked = runtime.fleet_runtime_dir(config) / "control.sock"
+    blocked.mkdir()  # something that is not a socket sits where the socket goes
+    fleet = headless(config, env=_env())
     early = wait_line(fleet, "fleet started")
     code, _, rest = fleet.finish()
     err = "".join(early) + rest
     assert code == 0, err
-    assert err.count("no control socket") == 1 and "accessible to other users" in err, err
-    assert not list(unsafe.iterdir()), "a socket was made in an unsafe directory"
+    assert err.count("no control socket") == 1, err
+    blocked.rmdir()
 
     off = headless(config, "--no-control")
     wait_line(off, "fleet started")

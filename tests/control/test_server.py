@@ -145,7 +145,7 @@ def test_a_slow_client_gets_the_latest_snapshot_and_a_count_of_dropped_records(s
         wait_for(lambda: server.sessions and "snapshot" in server.sessions[0].streams, what="the subscription")
         session = server.sessions[0]
         for i in range(3 * LOG_QUEUE):  # far more records than a client that does not read may queue
-            fleet._add_log("INFO", "fleet", f"record {i} " + "x" * 200, time.time())
+            fleet.add_log("INFO", "fleet", f"record {i} " + "x" * 200)
         wait_for(lambda: session.dropped_logs > 0, what="records to be dropped")
         for _ in range(20):  # snapshots keep coming; they replace each other
             replies, snapshots, logs, events = session.pending()

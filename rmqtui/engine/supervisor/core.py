@@ -14,6 +14,7 @@ from typing import Iterator
 from .. import config as config_mod
 from ..config import Config
 from ..protocol import Heartbeat, LogLine, Status
+from ..textsafe import clean
 from ..snapshot import BrokerState, WorkerState
 from ..topics import TopicPattern, shared_filter
 from .events import EventRing
@@ -129,7 +130,7 @@ class FleetCore:
             slot.heartbeat(msg, now)
             return False
         if isinstance(msg, Status):
-            self.absorb(slot.status(msg.state, msg.reason), wall)
+            self.absorb(slot.status(msg.state, clean(msg.reason)), wall)
             if slot.phase is Phase.RELEASING:
                 return False
             if slot.state is WorkerState.FAILED and "refused the connection" in slot.reason:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 from ..snapshot import LogRecord
+from ..textsafe import clean
 
 LOG_HISTORY = 5000
 
@@ -17,9 +18,12 @@ class EventRing:
         self.seq = 0
 
     def add(self, level: str, source: str, message: str, when: float) -> LogRecord:
-        """Append one record stamped ``when`` (unix time) and return it."""
+        """Append one record stamped ``when`` (unix time) and return it.
+
+        Every record passes here, so this is where text from workers and payloads loses its escape
+        sequences and control characters and is cut to a bounded length, before any front end sees it."""
         self.seq += 1
-        record = LogRecord(self.seq, when, level, source, message)
+        record = LogRecord(self.seq, when, level, clean(source, 200), clean(message))
         self._records.append(record)
         return record
 

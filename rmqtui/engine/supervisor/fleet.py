@@ -38,7 +38,8 @@ from .procs import Ended, ProcessRunner, start_method
 from .reload import plan_reload
 from .slot import Send, Signal, Spawn
 from .specs import worker_spec
-from .state import clean_stale_runtime, read_layout, runtime_state_path, write_layout, write_runtime_state
+from .state import (clean_stale_runtime, read_layout, remove_runtime_state, write_layout,
+                    write_runtime_state)
 from .view import build_snapshot
 
 _log = logging.getLogger("rmqtui.fleet")
@@ -79,6 +80,7 @@ class Fleet:
         self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval)
         self._keeper: BrokerKeeper | None = None
         self._state_dir: Path | None = None
+        self._state_file: Path | None = None
         self._layout: dict | None = None  # the slot layout last written to the state dir
         self._file_config = config
         self._thread: threading.Thread | None = None
@@ -134,7 +136,7 @@ class Fleet:
                                           password=b.password)
                 self._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
                                              f"restored before the workers start")
-        write_runtime_state(self.config.path, self.host, self.port)
+        self._state_file = write_runtime_state(self.config.path, self.host, self.port)
         with self._lock:
             self._pending += self._core.adopt(read_layout(self._state_dir), *self._clock())
         self._runner.prepare()
@@ -187,7 +189,7 @@ class Fleet:
         self._sampler.stop()
         if self._keeper is not None:
             self._keeper.stop()
-        runtime_state_path(self.config.path).unlink(missing_ok=True)
+        remove_runtime_state(self._state_file)
         self._runner.close()
         self._note("INFO", "fleet", "fleet stopped")
         with self._lock:

@@ -14,10 +14,23 @@ def runtime_state_path(config_path: Path | str) -> Path:
     return runtime.fleet_runtime_dir(config_path) / "state.json"
 
 
-def write_runtime_state(config_path: Path, host: str, port: int) -> None:
-    """Announce this process as the fleet of ``config_path`` (0600, atomic)."""
-    runtime.write_private(runtime_state_path(config_path), json.dumps(
-        {"pid": os.getpid(), "host": host, "port": port, "config": str(Path(config_path).resolve())}))
+def write_runtime_state(config_path: Path, host: str, port: int, **extra) -> Path:
+    """Announce this process as the fleet of ``config_path`` (0600, atomic); returns the file's path."""
+    path = runtime_state_path(config_path)
+    runtime.write_private(path, json.dumps(
+        {"pid": os.getpid(), "host": host, "port": port, "config": str(Path(config_path).resolve()), **extra}))
+    return path
+
+
+def remove_runtime_state(path: Path | None) -> None:
+    """Remove the state file at ``path`` if this process wrote it (never another fleet's)."""
+    if path is None:
+        return
+    try:
+        if int(json.loads(runtime.read_private(path))["pid"]) == os.getpid():
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError, KeyError, TypeError, runtime.RuntimePathError):
+        pass
 
 
 def clean_stale_runtime(config_path: Path) -> int | None:
