@@ -470,4 +470,7 @@ def main(argv=None) -> int:
 
         readme_table.write(doc)
         log(f"rewrote the performance table in {readme_table.README}")
+        missing = readme_table.unexplained(doc, readme_table.load_notes())
+        if missing:
+            log(f"targets missed or failed without a note in bench/notes.toml: {', '.join(missing)}")
     return 0

@@ -25,7 +25,7 @@ STREAM_INTERVAL = 1.0
 
 def windows(b: Bench) -> tuple[int, float]:
     """(count, seconds) of the CPU measurement windows."""
-    return (3, 2.0) if b.quick else (4, 5.0)
+    return (3, 3.0) if b.quick else (4, 5.0)
 
 
 def idle_project(b: Bench, workers: int, **fleet) -> Path:

@@ -14,8 +14,8 @@ SIDES = ("bare", "worker", "fastest")
 
 def fig_throughput(b: Bench) -> dict:
     """1. One worker vs one bare paho subscriber, QoS 0/1, v5/v3.1.1."""
-    n0 = 10_000 if b.quick else 100_000
-    reps = 1 if b.quick else 3
+    n0 = 6_000 if b.quick else 100_000
+    reps = 3
     n1 = n0
     out: dict = {"messages": n0, "messages_qos1": n1, "repetitions": reps, "payload_bytes": PAYLOAD_BYTES,
                  "cases": {}}
@@ -80,8 +80,8 @@ def fig_throughput(b: Bench) -> dict:
 
 def fig_scaling(b: Bench) -> dict:
     """2. 1..4 workers on one shared route, 0.2 ms CPU handler, vs as many bare subscribers in one $share group."""
-    n = 3_000 if b.quick else 12_000
-    reps = 1 if b.quick else 3
+    n = 2_000 if b.quick else 12_000
+    reps = 3
     qos, protocol = 1, "v5"
     out: dict = {"messages": n, "repetitions": reps, "qos": qos, "protocol": protocol, "burn_ms": 0.2,
                  "workers": {}}
