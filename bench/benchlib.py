@@ -461,9 +461,7 @@ def main(argv=None) -> int:
     doc = measure(args, only)
     text = report.render_text(doc)
     print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    out.with_suffix(".txt").write_text(text)
+    report.write_outputs(doc, out)
     log(f"wrote {out} and {out.with_suffix('.txt').name} ({doc['meta']['elapsed_s']} s)")
     if args.write_readme:
         import readme_table

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tomllib
 
 import psutil
 
 from benchlib import Bench, log, median, ratio, run_child, start_method, wait_until
-from fig_idle import RMQTUI, STREAM_INTERVAL, windows
+from fig_idle import RMQTUI, STREAM_INTERVAL
 from fleetproc import HeadlessFleet
 
 # --------------------------------------------------------------------------- 3. start-up
@@ -151,15 +152,17 @@ def fig_drain(b: Bench) -> dict:
 
 
 def busy_project(b: Bench, workers: int):
-    return b.project([{"name": "busy", "topic": "bench/busy", "handler": "bh.noop:handle", "shared": True,
-                       "workers": workers, "qos": 1}], protocol="v3.1.1")
+    # a topic of its own: a stopped fleet keeps its sessions (and their shared subscriptions) on the broker
+    return b.project([{"name": "busy", "topic": f"bench/{b.uid('busy')}", "handler": "bh.noop:handle",
+                       "shared": True, "workers": workers, "qos": 1}], protocol="v3.1.1")
 
 
-def busy_reps(b: Bench, pids: list[int], status_dir, observe: tuple[int, ...], reps: int, n: int) -> dict:
+def busy_reps(b: Bench, cfg, pids: list[int], observe: tuple[int, ...], reps: int, n: int) -> dict:
     """Pre-loaded backlog drained by ``pids``; CPU of ``observe`` as a fraction of the workers' CPU."""
+    topic, status_dir = tomllib.loads(cfg.read_text())["routes"][0]["topic"], cfg.parent / "status"
     got = []
     for _ in range(reps):
-        got.append(b.rep(pids, lambda: list(status_dir.glob("w*.txt")), "bench/busy", n, 1, timeout=120 + n / 500,
+        got.append(b.rep(pids, lambda: list(status_dir.glob("w*.txt")), topic, n, 1, timeout=120 + n / 500,
                          observe=observe))
     workers_cpu = sum(r["cpu_s"] for r in got)
     observed = sum(sum(r["observed_cpu_s"].values()) for r in got)
@@ -185,8 +188,7 @@ def child_busy_tui(args) -> dict:
         async def drive():
             async with FleetApp(fleet).run_test(size=(160, 50)) as pilot:
                 await pilot.pause(1.0)
-                return await asyncio.to_thread(busy_reps, b, pids, cfg.parent / "status", (psutil.Process().pid,),
-                                               args.reps, n)
+                return await asyncio.to_thread(busy_reps, b, cfg, pids, (psutil.Process().pid,), args.reps, n)
 
         return asyncio.run(drive())
     finally:
@@ -204,7 +206,7 @@ def fig_busy(b: Bench) -> dict:
     try:
         h.wait_ready(60)
         pids = [w["pid"] for w in h.ready_snapshot["workers"]]
-        out["headless"] = busy_reps(b, pids, cfg.parent / "status", (h.pid,), reps, n)
+        out["headless"] = busy_reps(b, cfg, pids, (h.pid,), reps, n)
     finally:
         h.stop(30)
     log(f"  supervisor: {out['headless']['fraction_percent']:.1f}% of the workers' CPU at "

@@ -147,15 +147,16 @@ class CountingFleet:
         return getattr(self._fleet, name)
 
 
-def tui_cpu(fleet, nwin: int, win: float) -> dict:
-    """Run FleetApp on ``fleet`` under ``app.run_test()``: this process's CPU and the TUI's refreshes per second."""
-    from rmqtui.ui.app import FleetApp
+def tui_cpu(fleet, nwin: int, win: float, app_class=None) -> dict:
+    """Run the TUI on ``fleet`` under ``app.run_test()``: this process's CPU and the TUI's refreshes per second."""
+    if app_class is None:
+        from rmqtui.ui.app import FleetApp as app_class
 
     counting = CountingFleet(fleet)
     me = psutil.Process()
 
     async def drive():
-        app = FleetApp(counting)
+        app = app_class(counting)
         async with app.run_test(size=(160, 50)) as pilot:
             await pilot.pause(1.0)
             n0, c0, t0 = counting.snapshots, cpu_seconds(me.pid), time.monotonic()
@@ -211,6 +212,10 @@ def child_attached(args) -> dict:
         from rmqtui.engine.control import RemoteFleet
     except ImportError as exc:
         raise RuntimeError(f"no control socket at this commit ({exc})") from None
+    try:  # what `rmqtui attach` runs: the TUI whose quit detaches
+        from rmqtui.attach import AttachedApp as app_class
+    except ImportError:
+        from rmqtui.ui.app import FleetApp as app_class
     h = HeadlessFleet(RMQTUI, idle_project(b, args.workers), interval=STREAM_INTERVAL)
     try:
         h.wait_ready(120)
@@ -220,7 +225,7 @@ def child_attached(args) -> dict:
         try:
             before = thread_cpu(h.pid)
             t0 = time.monotonic()
-            t = tui_cpu(remote, nwin, win)
+            t = tui_cpu(remote, nwin, win, app_class)
             after = thread_cpu(h.pid)
             dt = time.monotonic() - t0
         finally:

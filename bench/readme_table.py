@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/readme_table.py [--json bench/last-run.json] [--write | --check]
 
-Prints the table; ``--write`` replaces the README's text between the two marker comments,
+Prints the table; ``--rebuild`` re-derives the JSON's rows from its raw figures (after a change to
+bench/report.py's specs, without measuring again) and rewrites it, its .txt and the README;
+``--write`` replaces the README's text between the two marker comments,
 with the notes of bench/notes.toml under it for every target that was missed or failed,
 ``--check`` exits 1 when the README differs from what the JSON renders (what
 tests/test_bench_readme.py asserts).  ``bench/run.py --write-readme`` measures and writes in one go.
@@ -104,10 +106,16 @@ def main(argv=None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="rewrite the README's table")
     mode.add_argument("--check", action="store_true", help="exit 1 when the README's table differs")
+    mode.add_argument("--rebuild", action="store_true",
+                      help="re-derive the rows from the JSON's raw figures, rewrite the JSON, its .txt and the README")
     a = ap.parse_args(argv)
     try:
         doc = json.loads(Path(a.json).read_text())
-        if a.write:
+        if a.rebuild:
+            doc["rows"] = report.build_rows(doc)
+            report.write_outputs(doc, Path(a.json))
+            write(doc)
+        elif a.write:
             write(doc)
         elif a.check:
             if section(README.read_text()) != render(doc):

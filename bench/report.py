@@ -10,6 +10,7 @@ figure failed (with its message), NOT RUN when the run left it out (with the rea
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -247,6 +248,8 @@ def _specs() -> list[Spec]:
                   lambda d: f"at {pick(d, 'attached', 'refreshes_per_s'):.2f} refreshes/s; supervisor "
                             f"{pick(d, 'attached', 'supervisor_cpu_percent_attached'):.2f} % attached, "
                             f"{pick(d, 'attached', 'supervisor_cpu_percent_detached'):.2f} % detached"))
+    s.append(Spec("tui.attached.refresh", "tui", "TUI refreshes per second, 100 idle workers, attached", "/s",
+                  lambda d: pick(d, "attached", "refreshes_per_s"), "target", ">=", 0.9))
     s.append(Spec("busy.supervisor", "busy", "busy: supervisor CPU / workers' CPU at the fleet's top rate", "%",
                   lambda d: pick(d, "headless", "fraction_percent"),
                   detail=lambda d: f"{pick(d, 'headless', 'rate'):,.0f} msg/s over {pick(d, 'workers')} workers"))
@@ -341,3 +344,10 @@ def render_text(doc: dict) -> str:
         lines.append("Errors")
         lines += [f"  {r['id']}: {r['error']}" for r in errors]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_outputs(doc: dict, path: Path) -> None:
+    """The run's JSON at ``path`` and its text report next to it (``.txt``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    path.with_suffix(".txt").write_text(render_text(doc))
