@@ -1,4 +1,4 @@
-"""rmqtui benchmark (run it through bench/run.py): the shared machinery and the run itself.
+"""rmqtui benchmark (run it through bench/run.py): the shared machinery of the figures.
 
 Run from the repository root:
 
@@ -8,13 +8,12 @@ Everything runs against a private Mosquitto (rmqtui's EmbeddedBroker on a free l
 port); load comes from the ``mosquitto_pub`` C client.  Each figure is a median of
 repetitions and every comparison is a ratio of two figures measured in the same run,
 interleaved, so the load of other processes on the machine hits both sides alike.
-The figures live in bench/fig_*.py, the targets and the report in bench/report.py;
+The run is bench/runner.py, the figures bench/fig_*.py, the targets and the report bench/report.py;
 see bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -356,28 +355,6 @@ def run_child(b: Bench, kind: str, extra: list[str], env: dict | None = None, ti
     return json.loads(out.read_text())
 
 
-# =========================================================================== the run
-
-
-def figure_functions() -> dict:
-    """Figure name -> function, in the order a run measures them (memory reuses idle's fleets)."""
-    import fig_fleet
-    import fig_idle
-    import fig_load
-
-    return {"throughput": fig_load.fig_throughput, "scaling": fig_load.fig_scaling,
-            "startup": fig_fleet.fig_startup, "drain": fig_fleet.fig_drain, "idle": fig_idle.fig_idle,
-            "memory": fig_idle.fig_memory, "tui": fig_idle.fig_tui, "busy": fig_fleet.fig_busy}
-
-
-def child_functions() -> dict:
-    import fig_fleet
-    import fig_idle
-
-    return {"startup": fig_fleet.child_startup, "fleetcpu": fig_idle.child_fleetcpu,
-            "attached": fig_idle.child_attached, "busy_tui": fig_fleet.child_busy_tui}
-
-
 def private_dirs(tmp: Path) -> None:
     """Every fleet of the run keeps its runtime and state files under the run's temp dir (deleted at the end)."""
     if os.environ.get("RMQTUI_BENCH_DIRS"):
@@ -387,88 +364,3 @@ def private_dirs(tmp: Path) -> None:
         d.mkdir(mode=0o700, exist_ok=True)
         os.environ[var] = str(d)
     os.environ["RMQTUI_BENCH_DIRS"] = "1"
-
-
-def measure(args, only: list[str]) -> dict:
-    """Run the figures in ``only``; every figure that raises is recorded as its error, the others go on."""
-    import report
-
-    b = Bench(args)
-    private_dirs(b.tmp)
-    t0 = time.monotonic()
-
-    def on_term(signum, frame):  # clean up (fleets, broker, subscribers) on SIGTERM too
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick, "figures": only,
-            "git": report.git_info(), "machine": report.machine_info(), "start_method": start_method(),
-            "loadavg_start": os.getloadavg()}
-    doc: dict = {"schema": report.SCHEMA, "meta": meta, "figures": {}}
-    monitor = report.ContentionMonitor()
-    monitor.start()
-    funcs = figure_functions()
-    try:
-        b.start()
-        for name in [n for n in funcs if n in only]:
-            t = time.monotonic()
-            try:
-                doc["figures"][name] = b.results[name] = funcs[name](b)
-            except Exception as exc:  # one broken figure must not lose the others
-                import traceback
-
-                traceback.print_exc()
-                doc["figures"][name] = {"error": f"{type(exc).__name__}: {exc}"[:1500]}
-            doc["figures"][name]["elapsed_s"] = round(time.monotonic() - t, 1)
-    finally:
-        b.close()
-    meta["elapsed_s"] = round(time.monotonic() - t0, 1)
-    meta["loadavg_end"] = os.getloadavg()
-    meta["contention"] = monitor.result()
-    doc["rows"] = report.build_rows(doc)
-    return doc
-
-
-def main(argv=None) -> int:
-    import report
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1 repetition, small counts, no 1,000-worker fleet")
-    ap.add_argument("--only", default="", help=f"comma-separated figures: {', '.join(report.FIGURES)}")
-    ap.add_argument("--out", help="JSON to write (the text report goes next to it as .txt); default "
-                                  "bench/results/latest.json, or bench/last-run.json with --write-readme")
-    ap.add_argument("--write-readme", action="store_true",
-                    help="write bench/last-run.{json,txt} and the README's performance table (needs every figure)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--reps", type=int, default=10, help=argparse.SUPPRESS)
-    ap.add_argument("--workers", type=int, default=10, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.child:
-        try:
-            res = child_functions()[args.child](args)
-        except Exception as exc:  # noqa: BLE001 - the parent records it as the figure's error
-            res = {"error": f"{type(exc).__name__}: {exc}"[:1500]}
-        Path(args.out).write_text(json.dumps(res, default=str))
-        return 0
-    only = [x.strip() for x in args.only.split(",") if x.strip()] or list(report.FIGURES)
-    unknown = [x for x in only if x not in report.FIGURES]
-    if unknown:
-        ap.error(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(report.FIGURES)}")
-    if args.write_readme and args.only:
-        ap.error("--write-readme publishes every figure: run without --only")
-    out = Path(args.out or (BENCH / "last-run.json" if args.write_readme else BENCH / "results" / "latest.json"))
-    doc = measure(args, only)
-    text = report.render_text(doc)
-    print(text)
-    report.write_outputs(doc, out)
-    log(f"wrote {out} and {out.with_suffix('.txt').name} ({doc['meta']['elapsed_s']} s)")
-    if args.write_readme:
-        import readme_table
-
-        readme_table.write(doc)
-        log(f"rewrote the performance table in {readme_table.README}")
-        missing = readme_table.unexplained(doc, readme_table.load_notes())
-        if missing:
-            log(f"targets missed or failed without a note in bench/notes.toml: {', '.join(missing)}")
-    return 0
