@@ -157,6 +157,12 @@ def busy_project(b: Bench, workers: int):
                        "shared": True, "workers": workers, "qos": 1}], protocol="v3.1.1")
 
 
+def busy_messages(b: Bench) -> int:
+    # several seconds of draining per repetition: the supervisor's share is a few ms of CPU a second,
+    # and CPU times come in 10 ms ticks
+    return 50_000 if b.quick else 100_000
+
+
 def busy_reps(b: Bench, cfg, pids: list[int], observe: tuple[int, ...], reps: int, n: int) -> dict:
     """Pre-loaded backlog drained by ``pids``; CPU of ``observe`` as a fraction of the workers' CPU."""
     topic, status_dir = tomllib.loads(cfg.read_text())["routes"][0]["topic"], cfg.parent / "status"
@@ -183,7 +189,7 @@ def child_busy_tui(args) -> dict:
         wait_until(lambda: sum(1 for w in fleet.snapshot().workers if w.state is WorkerState.SUBSCRIBED)
                    == args.workers, 60, 0.1, "workers subscribed")
         pids = [w.pid for w in fleet.snapshot().workers]
-        n = 20_000 if b.quick else 100_000
+        n = busy_messages(b)
 
         async def drive():
             async with FleetApp(fleet).run_test(size=(160, 50)) as pilot:
@@ -197,8 +203,8 @@ def child_busy_tui(args) -> dict:
 
 def fig_busy(b: Bench) -> dict:
     """Supervisor (rmqtui --no-ui) and TUI process CPU per unit of worker CPU while 2 workers run flat out."""
-    workers, reps = 2, (1 if b.quick else 3)
-    n = 20_000 if b.quick else 100_000
+    workers, reps = 2, (2 if b.quick else 3)
+    n = busy_messages(b)
     out: dict = {"workers": workers, "messages": n, "repetitions": reps, "protocol": "v3.1.1", "qos": 1}
     log(f"busy: rmqtui --no-ui --json, {workers} workers draining {reps} x {n} messages")
     cfg = busy_project(b, workers)

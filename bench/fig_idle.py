@@ -65,6 +65,7 @@ def headless_run(b: Bench, workers: int, *, start_timeout: float = 120.0, stop_t
     try:
         res["start_s"] = h.wait_ready(start_timeout)
         res["start_s_lower"] = (h.previous_time - h.launched) if h.previous_time else 0.0
+        res["stream_max_gap_s"] = h.max_gap
         time.sleep(3.0)  # let connection and subscription work settle
         res.update(measure_cpu(h.pid, nwin, win))
         uss = []

@@ -66,6 +66,9 @@ class HeadlessFleet:
         self.latest: dict | None = None
         self.previous_time: float | None = None  # time of the last snapshot that was not ready
         self.ready_snapshot: dict | None = None
+        # longest time without a snapshot line until ready: the front end waited (e.g. on snapshot())
+        self.max_gap = 0.0
+        self._last_line = time.monotonic()
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, name="bench-json-stream", daemon=True)
         self._reader.start()
@@ -91,6 +94,8 @@ class HeadlessFleet:
                 continue
             self.latest = obj
             if self.ready_snapshot is None:
+                now = time.monotonic()
+                self.max_gap, self._last_line = max(self.max_gap, now - self._last_line), now
                 if ready(obj):
                     self.ready_snapshot = obj
                     self._ready.set()

@@ -230,8 +230,8 @@ def _specs() -> list[Spec]:
                   full_only=True))
     s.append(Spec("idle.1000.start", "idle", "1,000-worker fleet: start until every worker subscribed", "s",
                   lambda d: pick(d, "curve", "1000", "start_s"), "target", "<=", 10.0,
-                  lambda d: f"seen at the first --json line after it, so between "
-                            f"{pick(d, 'curve', '1000', 'start_s_lower'):.1f} and {d['curve']['1000']['start_s']:.1f} s",
+                  lambda d: f"the first --json line with every worker subscribed; the longest silence of the "
+                            f"stream before it: {pick(d, 'curve', '1000', 'stream_max_gap_s'):.1f} s",
                   full_only=True))
     s.append(Spec("idle.1000.stop", "idle", "1,000-worker fleet: stop (SIGINT until the supervisor exits)", "s",
                   lambda d: pick(d, "curve", "1000", "stop_s"), "target", "<=", 5.0, full_only=True))
