@@ -206,9 +206,6 @@ def child_attached(args) -> dict:
     Reports this process's CPU (the attached TUI) and the supervisor's engine CPU before and
     while attached (serving snapshots over the socket costs the supervisor too).
     """
-    b = Bench(args, port=args.port)
-    nwin, win = windows(b)
-    out: dict = {"workers": args.workers, "windows": nwin, "window_s": win}
     try:
         from rmqtui.engine.control import RemoteFleet
     except ImportError as exc:
@@ -217,7 +214,14 @@ def child_attached(args) -> dict:
         from rmqtui.attach import AttachedApp as app_class
     except ImportError:
         from rmqtui.ui.app import FleetApp as app_class
-    h = HeadlessFleet(RMQTUI, idle_project(b, args.workers), interval=STREAM_INTERVAL)
+    b = Bench(args, port=args.port)
+    nwin, win = windows(b)
+    out: dict = {"workers": args.workers, "windows": nwin, "window_s": win}
+    try:
+        h = HeadlessFleet(RMQTUI, idle_project(b, args.workers), interval=STREAM_INTERVAL)
+    except BaseException:
+        b.close()
+        raise
     try:
         h.wait_ready(120)
         time.sleep(2.0)
