@@ -5,6 +5,10 @@ clean_session=False for 3.1.1, clean_start=False plus a session expiry for v5,
 manual_ack=True and an ack after the callback) and does the same per-message work as
 the benchmark handler (bench/probe.py).  It prints READY once the broker acknowledged
 the subscription, then runs until SIGTERM or --timeout.
+
+``--fastest`` is the reference for the fastest plain paho subscriber: the network loop in the
+main thread (``loop_forever``) and paho's automatic acknowledgement (no ``manual_ack``), with
+the same session, subscription and per-message probe.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ def main() -> int:
     ap.add_argument("--status", required=True, help="probe status file")
     ap.add_argument("--burn-ms", type=float, default=0.0)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--fastest", action="store_true", help="loop_forever and automatic acks (the reference)")
     ap.add_argument("--receive-max", type=int, default=0, help="v5 Receive Maximum (0: not sent, broker uses 65535)")
     a = ap.parse_args()
 
     v5 = a.protocol == "v5"
     kwargs = {} if v5 else {"clean_session": False}
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=a.client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True, **kwargs)
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=not a.fastest, **kwargs)
     probe = Probe(a.status, burn_ms=a.burn_ms)
     hit = probe.hit
     done = threading.Event()
@@ -57,9 +62,12 @@ def main() -> int:
         if msg.qos:
             c.ack(msg.mid, msg.qos)
 
+    def on_message_fastest(c, userdata, msg):
+        hit()
+
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
-    client.on_message = on_message
+    client.on_message = on_message_fastest if a.fastest else on_message
     ckw = {}
     if v5:
         props = Properties(PacketTypes.CONNECT)
@@ -68,18 +76,26 @@ def main() -> int:
             props.ReceiveMaximum = a.receive_max
         ckw = {"clean_start": False, "properties": props}
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+
+    def end_session() -> None:  # so the broker forgets the session (v5: expiry 0)
+        if v5:
+            p = Properties(PacketTypes.DISCONNECT)
+            p.SessionExpiryInterval = 0
+            client.disconnect(properties=p)
+        else:
+            client.disconnect()
+
     client.connect(a.host, a.port, keepalive=60, **ckw)
-    client.loop_start()
-    done.wait(a.timeout)
-    # end the session so the broker forgets it
-    if v5:
-        p = Properties(PacketTypes.DISCONNECT)
-        p.SessionExpiryInterval = 0
-        client.disconnect(properties=p)
-        client.loop_stop()
+    if a.fastest:
+        # paho is driven from the main thread; another thread may call disconnect(), which ends loop_forever
+        threading.Thread(target=lambda: (done.wait(a.timeout), end_session()), daemon=True).start()
+        client.loop_forever()
     else:
-        client.disconnect()
+        client.loop_start()
+        done.wait(a.timeout)
+        end_session()
         client.loop_stop()
+    if not v5:
         # a 3.1.1 session (and its share-group membership) ends only with a clean connect
         eraser = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=a.client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)

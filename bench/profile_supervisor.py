@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/profile_supervisor.py [--workers 100] [--seconds 15] [--out /tmp/sup.txt]
 
-Starts a private Mosquitto and ``rmqtui --no-ui --interval 2`` with that many idle workers, waits for
-them, runs ``py-spy record --format raw`` (collapsed stacks, all threads, idle frames excluded)
-on the supervisor for the given time, stops everything and prints the functions with the most
-samples (self and inclusive).
+Starts a private Mosquitto and ``rmqtui --no-ui --json`` with that many idle workers, waits until
+its JSON stream shows every worker subscribed (bench/fleetproc.py), runs ``py-spy record --format
+raw`` (collapsed stacks, all threads, idle frames excluded) on the supervisor for the given time,
+stops everything and prints the functions with the most samples (self and inclusive).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import collections
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main() -> int:
-    from benchlib import Bench, PY, wait_until
+    from benchlib import Bench, private_dirs
+    from fig_idle import RMQTUI, STREAM_INTERVAL
+    from fleetproc import HeadlessFleet
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=100)
@@ -33,27 +34,22 @@ def main() -> int:
     a = ap.parse_args()
     ns = argparse.Namespace(quick=True)
     b = Bench(ns)
+    private_dirs(b.tmp)
     b.start()
-    p = None
+    h = None
     try:
         cfg = b.project([{"name": "idle", "topic": "bench/idle", "handler": "bh.plain:handle", "shared": True,
                           "workers": a.workers, "qos": 1}], protocol="v5")
-        out = open(cfg.parent / "headless.out", "w")
-        p = subprocess.Popen([str(Path(PY).parent / "rmqtui"), "--no-ui", "--interval", "2", "-c", str(cfg)],
-                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: f"workers {a.workers}/{a.workers}" in (cfg.parent / "headless.out").read_text(), 120, 0.2)
+        h = HeadlessFleet(RMQTUI, cfg, interval=STREAM_INTERVAL)
+        h.wait_ready(120 + a.workers * 0.2)
         time.sleep(3)
-        spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
-        subprocess.run([spy, "record", "--pid", str(p.pid), "--duration", str(a.seconds), "--rate", "200",
+        spy = shutil.which("py-spy") or str(Path(RMQTUI).parent / "py-spy")
+        subprocess.run([spy, "record", "--pid", str(h.pid), "--duration", str(a.seconds), "--rate", "200",
                         "--format", "raw", "--output", a.out, "--nonblocking"], check=True, timeout=a.seconds + 60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:
-        if p is not None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        if h is not None:
+            h.stop(60)
         b.close()
     self_c, incl, threads = collections.Counter(), collections.Counter(), collections.Counter()
     total = 0

@@ -1,8 +1,8 @@
-"""rmqtui benchmark entry point: ``.venv/bin/python bench/run.py [--quick] [--only NAME] [--out PATH]``.
+"""rmqtui benchmark entry point: ``.venv/bin/python bench/run.py [--quick] [--only NAME] [--out PATH] [--write-readme]``.
 
 Deliberately empty at import time: with the forkserver and spawn start methods every
 worker process re-imports the parent's ``__main__`` module, so the benchmark's own code
-lives in bench/benchlib.py and is imported only under the ``__main__`` guard.  A heavy
+lives in bench/runner.py and the modules it imports, only under the ``__main__`` guard.  A heavy
 ``__main__`` would otherwise add its import time and memory to every worker measured.
 """
 
@@ -11,6 +11,6 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from benchlib import main
+    from runner import main
 
     sys.exit(main())
