@@ -139,12 +139,16 @@ class Connection:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0 if clean_start else SESSION_EXPIRY
             kwargs = {"clean_start": clean_start, "properties": props}
-        host, port = (b.unix_path, 0) if b.unix_path else (b.host, b.port)
-        self.client.connect_async(host, port, keepalive=b.keepalive, **kwargs)
+        self.client.connect_async(*self._address(), keepalive=b.keepalive, **kwargs)
         self.client.loop_start()
         # paho's own handle on its thread is private and cleared when the thread ends; keep ours
         self.thread = next((t for t in threading.enumerate() if t.name.startswith("paho-mqtt-client-")
                             and t.name.endswith(self.spec.client_id)), None)
+
+    def _address(self) -> tuple[str, int]:
+        b = self.spec.broker
+        # paho checks the port even for a unix socket, where it means nothing
+        return (b.unix_path, b.port or 1883) if b.unix_path else (b.host, b.port)
 
     def network_failure(self) -> str:
         """Why the network thread is gone (``""`` while it runs or before it started)."""
@@ -173,10 +177,7 @@ class Connection:
         b = self.spec.broker
         eraser = self._make(clean=True)
         try:
-            if b.unix_path:
-                eraser.connect(b.unix_path, 0, keepalive=b.keepalive)
-            else:
-                eraser.connect(b.host, b.port, keepalive=b.keepalive)
+            eraser.connect(*self._address(), keepalive=b.keepalive)
             eraser.loop_start()
             deadline = time.monotonic() + 2.0
             while not eraser.is_connected() and time.monotonic() < deadline:

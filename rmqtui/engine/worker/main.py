@@ -310,14 +310,14 @@ def run(spec: WorkerSpec, conn: Any, current_mid: Any) -> None:
             log.error("handler %s failed to import\n%s", spec.handler, traceback.format_exc().rstrip())
             raise StartError(f"handler {spec.handler} failed to import: {first_line(exc)}") from exc
         worker = Worker(spec, channel, current_mid, handler)
+        channel.status("starting", "connecting to the broker")
+        worker.start()
     except StartError as exc:
         _fail(channel, str(exc))
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the slot says why instead of dying with a traceback
         _fail(channel, f"the worker could not start: {first_line(exc)}", traceback.format_exc())
-    channel.status("starting", "connecting to the broker")
-    worker.start()
     sys.exit(_serve(worker, conn, stop_signal))
 
 
