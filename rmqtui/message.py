@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
+
+
+class Outbox(Protocol):
+    """What a worker lends a message so its handler can publish (implemented by the worker's client)."""
+
+    def publish(self, message: "Message", topic: str, payload: Any, qos: int, retain: bool) -> Any: ...
+
+    def reply(self, message: "Message", payload: Any, qos: int) -> Any: ...
 
 
 class Message:
@@ -14,18 +22,28 @@ class Message:
     the raw bytes.  ``redelivered`` is true when the broker sent it again after
     a worker stopped before acknowledging it, so a handler can make its effect
     idempotent.
+
+    :meth:`publish` and :meth:`reply` send through the worker's own MQTT
+    connection.  They never block (the handler runs off the network thread), and
+    the incoming message is acknowledged only after the broker acknowledged
+    every QoS 1/2 publish the handler made, so a crash in between redelivers the
+    request instead of losing the reply.
     """
 
-    __slots__ = ("topic", "params", "payload", "qos", "redelivered", "route")
+    __slots__ = ("topic", "params", "payload", "qos", "redelivered", "route", "_outbox", "_properties", "_sent")
 
     def __init__(self, topic: str, params: dict[str, str], payload: bytes, qos: int = 0,
-                 redelivered: bool = False, route: str = "") -> None:
+                 redelivered: bool = False, route: str = "", outbox: Outbox | None = None,
+                 properties: Any = None) -> None:
         self.topic = topic
         self.params = params
         self.payload = payload
         self.qos = qos
         self.redelivered = redelivered
         self.route = route
+        self._outbox = outbox
+        self._properties = properties  # MQTT v5 PUBLISH properties of the request, or None
+        self._sent: list | None = None  # QoS 1/2 publishes to settle before the acknowledgement
 
     def text(self, encoding: str = "utf-8") -> str:
         """The payload decoded as text."""
@@ -34,6 +52,39 @@ class Message:
     def json(self) -> Any:
         """The payload parsed as JSON (raises ``ValueError`` on a malformed payload)."""
         return json.loads(self.payload)
+
+    @property
+    def response_topic(self) -> str | None:
+        """The MQTT v5 response topic of a request, or ``None``."""
+        return getattr(self._properties, "ResponseTopic", None)
+
+    @property
+    def correlation_data(self) -> bytes | None:
+        """The MQTT v5 correlation data of a request, or ``None``."""
+        return getattr(self._properties, "CorrelationData", None)
+
+    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False) -> Any:
+        """Publish ``payload`` (bytes, str, or anything JSON can encode) to ``topic``.
+
+        Returns paho's ``MQTTMessageInfo``; the call itself never waits for the broker.
+        """
+        return self._out().publish(self, topic, payload, qos, retain)
+
+    def reply(self, payload: Any, qos: int | None = None) -> Any:
+        """Answer an MQTT v5 request: publish to its response topic with its correlation data.
+
+        ``qos`` defaults to the request's QoS.  Raises ``ValueError`` when the
+        request carries no response topic (always the case on MQTT 3.1.1).
+        """
+        if self.response_topic is None:
+            raise ValueError(f"the message on {self.topic} has no response topic to reply to "
+                             f"(replies need MQTT v5 and a publisher that sets one)")
+        return self._out().reply(self, payload, self.qos if qos is None else qos)
+
+    def _out(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("this message was not delivered by a worker, so it cannot publish")
+        return self._outbox
 
     def __repr__(self) -> str:
         return f"Message(topic={self.topic!r}, params={self.params!r}, {len(self.payload)} bytes)"

@@ -16,6 +16,10 @@ from typing import NamedTuple
 #: settings): the supervisor marks the slot ``failed`` and does not restart it.
 EXIT_FAILED = 3
 
+#: Exit status of a worker whose MQTT network thread died (an exception inside a paho
+#: callback): a crash like any other, restarted with backoff, never left alive but deaf.
+EXIT_NETWORK = 4
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
@@ -31,6 +35,7 @@ class BrokerSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_insecure: bool = False
+    unix_path: str | None = None  # connect to this unix socket (paho transport "unix") instead of host:port
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +58,9 @@ class WorkerSpec:
     dead_letter_topic: str = "rmqtui/dead/{route}"
     poison_mids: frozenset[int] = frozenset()
     log_file: str | None = None
-    release_only: bool = False  # connect under the slot's id only to unsubscribe, then exit
+    # a rescue: under the slot's id, leave the group, hand the session's backlog on, end the session
+    release_only: bool = False
+    concurrency: int = 1  # handler calls in flight at once (async def handlers only)
 
     @property
     def marker_topic(self) -> str:
@@ -74,8 +81,12 @@ class Heartbeat(NamedTuple):
     failed: int
     dead_lettered: int
     handler_seconds: float
-    busy_since: float | None  # wall time when the current handler call began
+    busy_since: float | None  # wall time when the oldest handler call under way began
     connected: bool
+    published: int = 0  # messages the handler published (msg.publish / msg.reply)
+    in_flight: int = 0  # handler calls under way
+    skipped: int = 0  # dead letters delivered to the route: acknowledged, never handled
+    handed_on: int = 0  # rescue: queued messages republished to the group before the session ended
 
 
 class Status(NamedTuple):

@@ -1,0 +1,366 @@
+"""The worker process: one MQTT connection serving one slot of one route.
+
+Three threads: paho's network thread only hands each delivered message over;
+the dispatch thread runs the handler and acknowledges (:mod:`.dispatch`); the
+main thread sends heartbeats, obeys the supervisor over the worker's one pipe
+and watches the network thread.  End of file on the pipe means the supervisor
+is gone, and the worker stops keeping its session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+from ..protocol import EXIT_FAILED, EXIT_NETWORK, Drain, Heartbeat, LogLine, SetLogLevel, Status, WorkerSpec
+from . import lifeline
+from .client import Connection, filter_problem
+from .dispatch import AsyncPump, Dispatcher
+
+log = logging.getLogger("rmqtui.worker")
+
+_STOP = None  # sentinel on the dispatch queue
+
+
+class StartError(Exception):
+    """The worker cannot serve; the message is its status reason (one line)."""
+
+
+class PipeLogHandler(logging.Handler):
+    """Sends log records to the supervisor over the worker's pipe."""
+
+    def __init__(self, channel: "Channel") -> None:
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            self.channel.send(LogLine(record.created, record.levelname, text))
+        except Exception:  # a log record must never take the worker down
+            self.handleError(record)
+
+
+class Channel:
+    """The worker's end of its pipe, safe to send on from any thread."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def send(self, obj: Any) -> None:
+        if self.closed:
+            return
+        with self.lock:
+            try:
+                self.conn.send(obj)
+            except (OSError, EOFError, BrokenPipeError):
+                self.closed = True
+
+    def status(self, state: str, reason: str = "") -> None:
+        self.send(Status(state, reason, time.time()))
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: what fits in a status reason."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def load_handler(spec: WorkerSpec):
+    """Import the route's handler (``module:function``) from the project root."""
+    if spec.root not in sys.path:
+        sys.path.insert(0, spec.root)
+    module_name, _, func_name = spec.handler.partition(":")
+    module = importlib.import_module(module_name)
+    handler = getattr(module, func_name)
+    if not callable(handler):
+        raise TypeError(f"{spec.handler} is not callable")
+    return handler
+
+
+class Worker:
+    """Connection state, callbacks and the drain of one worker process."""
+
+    def __init__(self, spec: WorkerSpec, channel: Channel, current_mid: Any, handler: Any) -> None:
+        self.spec = spec
+        self.channel = channel
+        self.conn = Connection(spec)
+        client = self.conn.client
+        self.dispatcher = Dispatcher(spec, handler, ack=client.ack, publish_dead=self.conn.publish_dead,
+                                     outbox=self.conn, current_mid=current_mid)
+        self.connected = False
+        self.refused = ""
+        self.fatal = ""  # a reason to stop serving for good (subscription refused)
+        self.subscribed = threading.Event()
+        self.unsubscribed = threading.Event()
+        self.stop_requested = threading.Event()
+        self.draining = False
+        self.pump: AsyncPump | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        if spec.concurrency > 1 and self.dispatcher.is_async:
+            self.pump = AsyncPump(self.dispatcher, spec.concurrency)
+            self.loop = asyncio.new_event_loop()
+            self.on_message = self._on_message_pumped
+        elif spec.concurrency > 1:
+            log.warning("concurrency %d needs an async def handler; %s is not, so it runs one message at a time",
+                        spec.concurrency, spec.handler)
+        for name in ("on_connect", "on_disconnect", "on_subscribe", "on_unsubscribe", "on_message"):
+            setattr(client, name, self.conn.guard(getattr(self, name)))
+        self.dispatch_thread = threading.Thread(target=self._dispatch, name="rmqtui-dispatch", daemon=True)
+
+    # -- paho's network thread ------------------------------------------------
+    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            text = str(reason_code)
+            if text != self.refused:  # once per reason, not once per retry
+                self.refused = text
+                client.reconnect_delay_set(min_delay=2, max_delay=10)  # a refusal is not over in 0.1 s
+                self.channel.status("failed" if reason_code.value in (0x86, 0x87, 4, 5) else "disconnected",
+                                    f"broker refused the connection: {text}")
+                log.error("broker refused the connection: %s (retrying every few seconds)", text)
+            return
+        if self.refused:
+            self.refused = ""
+            client.reconnect_delay_set(min_delay=0.1, max_delay=5)
+        self.connected = True
+        if self.draining:
+            return
+        self.channel.status("connecting", "connected, subscribing")
+        client.subscribe([(self.spec.subscribe_filter, self.spec.qos), (self.spec.marker_topic, 1)])
+        log.debug("connected (session present: %s), subscribing to %s", flags.session_present,
+                  self.spec.subscribe_filter)
+
+    def on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        self.subscribed.clear()
+        if was and not self.stop_requested.is_set():
+            self.channel.status("disconnected", f"lost the broker: {reason_code}")
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            self.fatal = f"the broker refused the subscription to {self.spec.subscribe_filter}: {bad[0]}"
+            return
+        self.subscribed.set()
+        self.channel.status("subscribed", "")
+
+    def on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.unsubscribed.set()
+
+    def on_message(self, client, userdata, msg) -> None:
+        self.inbox.put(msg)
+
+    def _on_message_pumped(self, client, userdata, msg) -> None:
+        self.loop.call_soon_threadsafe(self.pump.arrive, msg)
+
+    # -- the dispatch thread --------------------------------------------------
+    def _dispatch(self) -> None:
+        if self.pump is not None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_forever()
+            return
+        get = self.inbox.get
+        handle = self.dispatcher.handle
+        while not self.stop_requested.is_set():
+            msg = get()
+            if msg is _STOP:
+                return
+            handle(msg)
+
+    def start(self) -> None:
+        """Start dispatching and connect."""
+        self.dispatch_thread.start()
+        self.conn.start()
+
+    def _finish_dispatch(self, timeout: float) -> bool:
+        """Stop handing messages to the handler after the one(s) in hand; True when they finished."""
+        self.stop_requested.set()
+        if self.pump is not None:
+            future = asyncio.run_coroutine_threadsafe(self.pump.finish(), self.loop)
+            try:
+                future.result(timeout)
+            except Exception:  # noqa: BLE001 - a timeout: the handler is stuck, the session keeps its message
+                return False
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        else:
+            self.inbox.put(_STOP)
+        self.dispatch_thread.join(timeout)
+        return not self.dispatch_thread.is_alive()
+
+    # -- the main thread ------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Handler calls under way."""
+        if self.pump is not None:
+            return self.pump.in_flight
+        return 1 if self.dispatcher.busy_since else 0
+
+    def heartbeat(self) -> None:
+        d = self.dispatcher
+        busy = self.pump.oldest_start() if self.pump is not None else d.busy_since
+        self.channel.send(Heartbeat(time.time(), d.received, d.handled, d.failed, d.dead_lettered,
+                                    d.handler_seconds, busy, self.connected, self.conn.published,
+                                    self.in_flight, d.skipped))
+
+    def set_level(self, level: str) -> None:
+        logging.getLogger().setLevel(level)
+        self.dispatcher.debug = level == "DEBUG"
+        log.info("log level is now %s", level)
+
+    def drain(self, cmd: Drain) -> None:
+        """Stop: keep the session (``keep_session``) or leave the group without losing anything."""
+        if cmd.keep_session or not self.connected:
+            finished = self._finish_dispatch(cmd.timeout)
+            log.info("stopping%s; the session is kept for the slot's next process%s",
+                     "" if self.connected else " before the broker connection was up",
+                     "" if finished else " (the handler did not return: its message will be redelivered)")
+            self.conn.stop(end_session=False)
+            return
+        self.draining = True
+        self.channel.status("draining", "unsubscribing and finishing the backlog")
+        deadline = time.monotonic() + cmd.timeout
+        client = self.conn.client
+        self.unsubscribed.clear()
+        client.unsubscribe(self.spec.subscribe_filter)
+        ok = self.unsubscribed.wait(max(0.1, deadline - time.monotonic()))
+        if ok:
+            d = self.dispatcher
+            d.marker_seen.clear()
+            d.marker_nonce = f"drain {uuid.uuid4().hex}".encode()
+            client.publish(self.spec.marker_topic, d.marker_nonce, qos=1)
+            ok = d.marker_seen.wait(max(0.1, deadline - time.monotonic()))
+        finished = self._finish_dispatch(max(0.1, deadline - time.monotonic()))
+        if ok and finished:
+            log.info("drained: backlog handled, ending the session")
+            self.conn.stop(end_session=True)
+        else:
+            log.warning("drain timed out after %.1fs; keeping the session so nothing is lost", cmd.timeout)
+            self.conn.stop(end_session=False)
+
+
+def _setup_process(spec: WorkerSpec, channel: Channel) -> None:
+    os.setsid()  # the terminal's signals go to the supervisor, which drains us in order
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    root = logging.getLogger()
+    root.handlers[:] = [PipeLogHandler(channel)]
+    root.setLevel(spec.log_level)
+    _set_title(spec)
+    if spec.log_file:
+        try:
+            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise StartError(f"cannot open the worker log file {spec.log_file}: {first_line(exc)}") from exc
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _set_title(spec: WorkerSpec) -> None:
+    try:
+        import setproctitle
+    except ImportError:  # optional at run time: ps shows the Python command line instead
+        return
+    kind = " (rescue)" if spec.release_only else ""
+    setproctitle.setproctitle(f"rmqtui: worker {spec.route}/{spec.slot}{kind}")
+
+
+def _expected_parent() -> int | None:
+    if lifeline.fork_server_pid is not None:
+        return lifeline.fork_server_pid
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None else None
+
+
+def run(spec: WorkerSpec, conn: Any, current_mid: Any) -> None:
+    """Entry point of a worker process (called by multiprocessing)."""
+    lifeline.arm(_expected_parent())
+    channel = Channel(conn)
+    stop_signal = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_signal.set())
+    try:
+        _setup_process(spec, channel)
+        problem = filter_problem(spec.subscribe_filter)
+        if problem:
+            raise StartError(problem)
+        if spec.release_only:
+            from .rescue import rescue
+            sys.exit(rescue(spec, channel))
+        try:
+            handler = load_handler(spec)
+        except BaseException as exc:  # noqa: BLE001 - any import failure fails the slot, with its reason
+            log.error("handler %s failed to import\n%s", spec.handler, traceback.format_exc().rstrip())
+            raise StartError(f"handler {spec.handler} failed to import: {first_line(exc)}") from exc
+        worker = Worker(spec, channel, current_mid, handler)
+        channel.status("starting", "connecting to the broker")
+        worker.start()
+    except StartError as exc:
+        _fail(channel, str(exc))
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the slot says why instead of dying with a traceback
+        _fail(channel, f"the worker could not start: {first_line(exc)}", traceback.format_exc())
+    sys.exit(_serve(worker, conn, stop_signal))
+
+
+def _fail(channel: Channel, reason: str, detail: str = "") -> None:
+    log.error("%s%s", reason, f"\n{detail.rstrip()}" if detail else "")
+    print(reason, file=sys.stderr, flush=True)
+    channel.status("failed", reason)
+    sys.exit(EXIT_FAILED)
+
+
+def _serve(worker: Worker, conn: Any, stop_signal: threading.Event) -> int:
+    interval = worker.spec.heartbeat_interval
+    next_beat = 0.0
+    while True:
+        if stop_signal.is_set():
+            worker.drain(Drain(keep_session=True))
+            break
+        broken = worker.conn.network_failure()
+        if broken:
+            reason = f"the MQTT network thread died: {broken}"
+            log.error("%s; exiting so the slot restarts", reason)
+            print(reason, file=sys.stderr, flush=True)
+            worker.channel.status("disconnected", reason)
+            return EXIT_NETWORK
+        if worker.fatal:
+            worker.conn.stop(end_session=False)
+            _fail(worker.channel, worker.fatal)
+        now = time.monotonic()
+        if now >= next_beat:
+            worker.heartbeat()
+            next_beat = now + interval
+        try:
+            ready = conn.poll(min(interval, 0.25))
+            cmd = conn.recv() if ready else None
+        except (EOFError, OSError):
+            # the supervisor is gone: stop now, keeping the session for the next fleet
+            worker.drain(Drain(keep_session=True))
+            break
+        if isinstance(cmd, SetLogLevel):
+            worker.set_level(cmd.level)
+        elif isinstance(cmd, Drain):
+            worker.drain(cmd)
+            worker.heartbeat()
+            break
+    worker.channel.status("stopped", "")
+    return 0

@@ -1,0 +1,133 @@
+"""Release a slot without losing its backlog: the ``release_only`` worker.
+
+Started by the supervisor for a slot whose process is dead or stuck (or
+released after a crash loop).  Under the slot's client id it resumes the
+session, leaves the share group (UNSUBSCRIBE), republishes every message the
+session still holds to its original topic at the same QoS, acknowledging each
+one only after the broker acknowledged the copy, finds the end with the
+drain-marker round trip, and then ends the session.  The live members of the
+group get the copies: nothing the broker acknowledged is stranded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+import uuid
+
+from ..protocol import Heartbeat, WorkerSpec
+from ..topics import strip_share
+from .client import Connection, republish_properties
+from .dispatch import dead_letter_match
+
+log = logging.getLogger("rmqtui.worker")
+
+#: Seconds without any progress after which the rescue gives up (keeping the session for a retry).
+IDLE_TIMEOUT = 15.0
+
+
+class RescueError(Exception):
+    """The rescue could not finish; the session is kept so a later attempt loses nothing."""
+
+
+def rescue(spec: WorkerSpec, channel) -> int:
+    """Hand the slot's queued messages on and end its session; the process exit status."""
+    conn = Connection(spec)
+    client = conn.client
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    left = threading.Event()
+    marker_ready = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(c, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+            return
+        c.unsubscribe(spec.subscribe_filter)
+        c.subscribe(spec.marker_topic, 1)
+
+    def on_unsubscribe(c, userdata, mid, reason_codes, properties) -> None:
+        left.set()
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties) -> None:
+        if not any(rc.is_failure for rc in reason_codes):
+            marker_ready.set()
+
+    def on_message(c, userdata, msg) -> None:
+        inbox.put(msg)
+
+    for name, fn in (("on_connect", on_connect), ("on_unsubscribe", on_unsubscribe),
+                     ("on_subscribe", on_subscribe), ("on_message", on_message)):
+        setattr(client, name, conn.guard(fn))
+    conn.start()
+    handed = skipped = 0
+    try:
+        _wait(conn, refused, lambda: left.is_set() and marker_ready.is_set(), "leave the share group")
+        nonce = f"rescue {uuid.uuid4().hex}".encode()
+        client.publish(spec.marker_topic, nonce, qos=1)
+        dead_prefixes, dead_topic = dead_letter_match(spec.dead_letter_topic, spec.route)
+        while True:
+            msg = _next(conn, inbox)
+            topic = msg.topic
+            if topic == spec.marker_topic:
+                _ack(client, msg)
+                if msg.payload == nonce:
+                    break
+                continue
+            original = strip_share(topic)
+            if msg.retain or original.startswith(dead_prefixes) or original == dead_topic:
+                skipped += 1  # not work: retained replays and dead letters are never handed on
+                _ack(client, msg)
+                continue
+            info = client.publish(original, msg.payload, qos=msg.qos, properties=republish_properties(msg))
+            _wait(conn, refused, lambda: conn.delivered(info) or info.rc not in (0, 4), "republish a message")
+            if info.rc not in (0, 4):  # 4: NO_CONN, still queued and sent on reconnect
+                raise RescueError(f"could not republish to {original}: error {info.rc}")
+            _ack(client, msg)
+            handed += 1
+    except RescueError as exc:
+        reason = f"could not release {spec.client_id}: {exc}; its session is kept (nothing lost)"
+        log.error("%s", reason)
+        print(reason, file=sys.stderr, flush=True)
+        conn.stop(end_session=False)
+        return 1
+    conn.stop(end_session=True)
+    log.info("released %s: handed %d queued message%s on to the group%s", spec.client_id, handed,
+             "" if handed == 1 else "s", f", skipped {skipped} that were not work" if skipped else "")
+    channel.send(Heartbeat(time.time(), 0, 0, 0, 0, 0.0, None, False, 0, 0, skipped, handed))
+    return 0
+
+
+def _ack(client, msg) -> None:
+    if msg.qos:
+        client.ack(msg.mid, msg.qos)
+
+
+def _wait(conn: Connection, refused: list[str], done, what: str) -> None:
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while not done():
+        broken = conn.network_failure()
+        if broken:
+            raise RescueError(f"the MQTT network thread died: {broken}")
+        if refused:
+            raise RescueError(f"the broker refused the connection: {refused[-1]}")
+        if time.monotonic() > deadline:
+            raise RescueError(f"timed out after {IDLE_TIMEOUT:g}s waiting to {what}")
+        time.sleep(0.001)
+
+
+def _next(conn: Connection, inbox: queue.SimpleQueue):
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while True:
+        try:
+            return inbox.get(timeout=0.1)
+        except queue.Empty:
+            pass
+        broken = conn.network_failure()
+        if broken:
+            raise RescueError(f"the MQTT network thread died: {broken}")
+        if time.monotonic() > deadline:
+            raise RescueError(f"no message and no drain marker for {IDLE_TIMEOUT:g}s")
