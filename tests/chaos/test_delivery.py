@@ -13,10 +13,6 @@ from .harness import table
 
 pytestmark = pytest.mark.timeout(180)
 
-RESCUE = pytest.mark.xfail(strict=False, reason="the backlog of a released session reaches the live workers only "
-                                                "with the worker's rescue client (release_only, branch worker)")
-
-
 @pytest.fixture(params=["embedded", "external"])
 def broker(request, chaos):
     if request.param == "embedded":
@@ -66,8 +62,7 @@ def test_sigkill_of_the_supervisor_under_load_then_restart_loses_nothing(chaos, 
     _no_loss(result, figures, f"supervisor SIGKILL + restart, {'external' if broker else 'embedded'} broker")
 
 
-@pytest.mark.parametrize("how", [pytest.param("dead", marks=RESCUE), pytest.param("killed-in-drain", marks=RESCUE),
-                                 pytest.param("stopped", marks=RESCUE), pytest.param("drain-timeout", marks=RESCUE)])
+@pytest.mark.parametrize("how", ["dead", "killed-in-drain", "stopped", "drain-timeout"])
 def test_scale_down_around_a_dead_or_stuck_worker_loses_nothing(chaos, figures, how):
     result = scale_down_around(chaos, how, rate=300, workers=3)
     _no_loss(result, figures, f"scale-down, victim {how}")

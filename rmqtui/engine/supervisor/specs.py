@@ -27,7 +27,7 @@ def build_spec(config: Config, pool: Pool, slot: Slot, host: str, port: int, log
         handler_retries=config.fleet.handler_retries, dead_letter_topic=config.fleet.dead_letter_topic,
         poison_mids=frozenset(slot.poison),
         log_file=str(log_dir / f"{route.name}-{slot.index}.log") if log_dir is not None else None,
-        release_only=release)
+        release_only=release, concurrency=route.concurrency)
 
 
 def worker_spec(core, fleet, spawn) -> WorkerSpec:
