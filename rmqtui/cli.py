@@ -130,6 +130,7 @@ def cmd_run(argv: list[str]) -> int:
         return _fail(str(exc))
     from .engine.supervisor import Fleet
 
+    _forget_password_env(config)
     fleet = Fleet(config, fresh=args.fresh)
     stop_timeout = config.fleet.drain_timeout + 2
     host = ctl.claim(fleet, config, control=not args.no_control)  # control socket: one fleet per config
@@ -166,6 +167,15 @@ def cmd_run(argv: list[str]) -> int:
         host.stopping()
         fleet.stop(timeout=stop_timeout)  # a no-op after a clean stop; drains after an error
         host.close()
+
+
+def _forget_password_env(config) -> None:
+    """Drop the broker password from this process's environment once the config holds it.
+
+    Workers get it through their pipe; left in the environment it would be inherited by Mosquitto,
+    the fork server and every worker, where any handler (or /proc/PID/environ) could read it."""
+    for name in {config.broker.password_env, "MQTT_PASSWORD"} - {""}:
+        os.environ.pop(name, None)
 
 
 class _SignalStop(Exception):
