@@ -36,6 +36,7 @@ sys.path.insert(0, str(BENCH))
 from probe import read_status  # noqa: E402
 
 from rmqtui.engine.broker import EmbeddedBroker, free_port  # noqa: E402
+from rmqtui.testing.wait import WaitTimeout, wait_for  # noqa: E402
 
 PY = sys.executable
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
@@ -58,14 +59,11 @@ def log(msg: str) -> None:
 
 
 def wait_until(pred, timeout: float, interval: float = 0.02, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """rmqtui.testing's wait, raising TimeoutError: a figure that times out is recorded as an error."""
+    try:
+        return wait_for(pred, timeout, interval, what)
+    except WaitTimeout as exc:
+        raise TimeoutError(str(exc)) from None
 
 
 def cpu_seconds(pid: int) -> float:
