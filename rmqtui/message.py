@@ -30,20 +30,28 @@ class Message:
     request instead of losing the reply.
     """
 
-    __slots__ = ("topic", "params", "payload", "qos", "redelivered", "route", "_outbox", "_properties", "_sent")
+    __slots__ = ("topic", "params", "payload", "qos", "redelivered", "route", "_properties", "__dict__")
+
+    #: Set on the per-worker subclass :meth:`bound_to` makes, so no message pays for carrying it.
+    _outbox: Outbox | None = None
+    #: QoS 1/2 publishes of the handler to settle before the acknowledgement (set per message only
+    #: when there are some: a default here costs nothing on the hot path)
+    _sent: list | None = None
 
     def __init__(self, topic: str, params: dict[str, str], payload: bytes, qos: int = 0,
-                 redelivered: bool = False, route: str = "", outbox: Outbox | None = None,
-                 properties: Any = None) -> None:
+                 redelivered: bool = False, route: str = "", properties: Any = None) -> None:
         self.topic = topic
         self.params = params
         self.payload = payload
         self.qos = qos
         self.redelivered = redelivered
         self.route = route
-        self._outbox = outbox
         self._properties = properties  # MQTT v5 PUBLISH properties of the request, or None
-        self._sent: list | None = None  # QoS 1/2 publishes to settle before the acknowledgement
+
+    @classmethod
+    def bound_to(cls, outbox: Outbox | None) -> type["Message"]:
+        """A subclass whose messages publish through ``outbox`` (one per worker)."""
+        return type(cls.__name__, (cls,), {"__slots__": (), "_outbox": outbox, "__module__": cls.__module__})
 
     def text(self, encoding: str = "utf-8") -> str:
         """The payload decoded as text."""
