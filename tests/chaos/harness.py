@@ -588,8 +588,12 @@ def crashloop(project: ChaosProject, *, rate: float = 300.0, workers: int = 3, a
         facts["reason"] = w.reason
         # the engine then runs a release-only process that unsubscribes the slot's session; it has no pid in
         # the snapshot, so look at the slot itself (private, but this is a fault-injection test)
-        wait_until(lambda: any(r.source == "cl/1" and "session released" in r.message for r in fleet.logs_since(0)),
-                   20, "the release of cl/1's session")
+        try:
+            wait_until(lambda: any(r.source == "cl/1" and "session released" in r.message
+                                   for r in fleet.logs_since(0)), 60, "the release of cl/1's session")
+        except AssertionError as exc:
+            seen = [f"{r.source}: {r.message}" for r in fleet.logs_since(0) if r.source in ("cl/1", "fleet")]
+            raise AssertionError(f"{exc}; last records: {seen[-12:]}") from None
         facts["to_released"] = time.monotonic() - t0
         f = Fault("after crashloop cl/1", time.time(), recover=facts["to_released"],
                   note=f"crashloop after {facts['to_crashloop']:.2f}s, released after {facts['to_released']:.2f}s")

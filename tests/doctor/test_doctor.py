@@ -138,7 +138,7 @@ def test_loose_runtime_directory_fails_with_chmod(tmp_path, monkeypatch):
     (tmp_path / "xdg").mkdir(mode=0o700)
     loose = tmp_path / "xdg" / "rmqtui"  # a directory rmqtui names itself must be private
     loose.mkdir()
-    loose.chmod(0o755)
+    loose.chmod(0o775)  # group-writable: someone else may have put files in it
     monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))

@@ -40,7 +40,7 @@ class RestartPolicy:
     drain_timeout: float = 10.0  # what a draining worker is given to finish (sent in Drain)
     drain_term_grace: float = 5.0  # past drain_timeout + this, SIGTERM
     drain_kill_grace: float = 3.0  # and past that + this, SIGKILL
-    release_timeout: float = 15.0  # a release client silent this long is killed and retried
+    release_timeout: float = 15.0  # a release client without progress (a heartbeat) this long is killed
     poison_crashes: int = 3  # crashes in a row on one message make it poison
 
     @property

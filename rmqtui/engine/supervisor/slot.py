@@ -285,7 +285,7 @@ class Slot:
                         Note("WARNING", self.id, f"{self.phase.value} for {waited:.0f}s; sending SIGTERM")]
             return []
         if self.phase is Phase.RELEASING:
-            if not self.kill_sent and now - self.since > policy.release_timeout:
+            if not self.kill_sent and now - max(self.since, self.last_beat) > policy.release_timeout:
                 self.kill_sent = True
                 return [Signal(self.id, pid, signal.SIGKILL),
                         Note("WARNING", self.id, f"release client silent for {policy.release_timeout:.0f}s; "

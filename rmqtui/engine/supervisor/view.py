@@ -47,10 +47,17 @@ def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
     return WorkerSnapshot(
         id=slot.id, route=slot.route, slot=slot.index, client_id=slot.client_id, pid=pid, state=slot.state,
         reason=slot.reason, received=received, handled=handled, failed=failed, dead_lettered=dead,
-        rate=slot.meter.rate, handler_seconds=seconds, in_flight=1 if slot.hb and slot.hb.busy_since else 0,
+        rate=slot.meter.rate, handler_seconds=seconds, in_flight=_in_flight(slot.hb),
         cpu_percent=sample.cpu_percent if sample else None, rss=sample.rss if sample else None,
         uss=sample.uss if sample else None, fds=sample.fds if sample else None,
         threads=sample.threads if sample else None, cpu_seconds=sample.cpu_seconds if sample else None,
         restarts=slot.restarts,
         uptime=(wall - slot.started) if (slot.started is not None and pid) else None, log_level=slot.log_level,
         last_exit=slot.last_exit)
+
+
+def _in_flight(hb) -> int:
+    """Messages the worker holds unacknowledged (several with ``concurrency``); older heartbeats only say busy."""
+    if hb is None:
+        return 0
+    return getattr(hb, "in_flight", 0) or (1 if hb.busy_since else 0)

@@ -64,6 +64,7 @@ def rescue(spec: WorkerSpec, channel) -> int:
         setattr(client, name, conn.guard(fn))
     conn.start()
     handed = skipped = 0
+    beat = time.monotonic()
     try:
         _wait(conn, refused, lambda: left.is_set() and marker_ready.is_set(), "leave the share group")
         nonce = f"rescue {uuid.uuid4().hex}".encode()
@@ -88,6 +89,9 @@ def rescue(spec: WorkerSpec, channel) -> int:
                 raise RescueError(f"could not republish to {original}: error {info.rc}")
             _ack(client, msg)
             handed += 1
+            if time.monotonic() - beat > 1.0:  # progress: a long backlog is not a hung release client
+                beat = time.monotonic()
+                channel.send(Heartbeat(time.time(), 0, 0, 0, 0, 0.0, None, True, 0, 0, skipped, handed))
     except RescueError as exc:
         reason = f"could not release {spec.client_id}: {exc}; its session is kept (nothing lost)"
         log.error("%s", reason)
