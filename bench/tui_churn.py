@@ -2,7 +2,7 @@
 
 Takes fleet snapshots ``--refresh`` seconds apart (the TUI's refresh interval) over a real
 Fleet of idle workers and counts, per refresh, the worker rows whose formatted cells differ,
-by column (using rmqtui.ui.format, as the workers table does).  Every changed cell is an
+by column (using rmqtui.format, as the workers table does).  Every changed cell is an
 ``update_cell`` on the DataTable, which repaints the table.
 
     .venv/bin/python bench/tui_churn.py [--workers 100] [--refreshes 20]
@@ -24,7 +24,7 @@ def main() -> int:
     from benchlib import Bench, wait_until
 
     from rmqtui.engine.snapshot import WorkerState
-    from rmqtui.ui import format as fmt
+    from rmqtui import format as fmt
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=100)

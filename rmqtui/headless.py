@@ -16,17 +16,17 @@ from dataclasses import asdict
 from typing import TextIO
 
 from . import exitcodes
+from . import format as fmt
 from .engine.api import FleetControl
 from .engine.snapshot import FleetSnapshot, WorkerState
 
 
 def _mb(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.0f}M"
+    """Mebibytes, as the TUI shows them."""
+    return "-" if n is None else f"{fmt.megabytes(n)}M"
 
 
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s}s" if s < 60 else f"{s // 60}m" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+_duration = fmt.duration
 
 
 def format_status(snap: FleetSnapshot) -> str:

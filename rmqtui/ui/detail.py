@@ -13,7 +13,7 @@ from textual.widgets import Footer, Static
 
 from rmqtui.engine.snapshot import FleetSnapshot, LogRecord, WorkerSnapshot
 
-from . import format as fmt
+from .. import format as fmt
 from .history import FleetHistory, series
 from .log_pane import LogPane, LogSearchBox
 

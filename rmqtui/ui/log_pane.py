@@ -32,7 +32,7 @@ from .keyed_table import part_style
 MAX_RECORDS = 50_000
 """Records kept for scroll-back and re-filtering (about 3 minutes of fleet-wide debug at 300 msg/s)."""
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+from ..engine.api import LOG_LEVELS as LEVELS  # noqa: E402 - the one copy
 _RANK = {level: i for i, level in enumerate(LEVELS)} | {"CRITICAL": 3}
 _LEVEL_LABEL = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 _SLACK = MAX_RECORDS // 4  # trim in batches: one list copy per 12,500 records, not one per record

@@ -7,7 +7,7 @@ from textual.widgets import Static
 
 from rmqtui.engine.snapshot import BrokerState, FleetSnapshot, WorkerState
 
-from . import format as fmt
+from .. import format as fmt
 from .routes_table import subscribed_by_route
 
 _BROKER_STYLE = {

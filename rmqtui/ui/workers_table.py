@@ -8,7 +8,7 @@ from rich.text import Text
 
 from rmqtui.engine.snapshot import WorkerSnapshot, WorkerState
 
-from . import format as fmt
+from .. import format as fmt
 from .columns import ColumnSpec
 from .keyed_table import Cell, KeyedTable, part_style
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..topics import TopicPattern, shared_filter
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+from ..api import LOG_LEVELS  # noqa: E402 - the one copy
 PROTOCOLS = ("v5", "v3.1.1")
 
 # Limits that bite later, long after `check` said ok, if they are not checked up front.

@@ -1,4 +1,4 @@
-"""Pure text formatting for numbers shown in the TUI (no Textual imports)."""
+"""Text for numbers, sizes and durations: one copy for the TUI, headless and `rmqtui ctl` (no Textual)."""
 
 from __future__ import annotations
 
