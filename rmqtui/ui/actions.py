@@ -162,7 +162,8 @@ class OperatorActions:
             self._report(CommandResult.refused("no route selected"))
             return
         question = (f"Scale [b]{route}[/b] to how many workers?\n"
-                    f"Now {info.desired} wanted. 0 pauses the route: its sessions stay and the broker queues.")
+                    f"Now {info.desired} wanted. 0 stops the route: its workers drain and leave the group, "
+                    f"and the broker drops what is published to it until it is scaled up again.")
 
         def answered(text: str | None) -> None:
             if text is None:
@@ -177,7 +178,7 @@ class OperatorActions:
                 return
             self._command("scale", route, count)
 
-        self.push_screen(PromptScreen(question, str(info.desired), "number of workers, 0 pauses"), answered)
+        self.push_screen(PromptScreen(question, str(info.desired), "number of workers, 0 stops the route"), answered)
 
     def action_toggle_debug(self: FleetApp) -> None:
         workers = self._targets()
@@ -275,5 +276,5 @@ class OperatorActions:
         if message.result.ok:
             self.live_desired.clear()
             self.live_levels.clear()
-        self._report(message.result, " · comments in routemq.toml are not kept" if message.result.ok else "")
+        self._report(message.result, "")
         self.refresh_fleet()

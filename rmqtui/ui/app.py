@@ -56,7 +56,7 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         Binding("D", "toggle_fleet_debug", "Fleet debug", key_display="D", show=False, id="toggle_fleet_debug",
                 tooltip="Debug logging on/off, whole fleet"),
         Binding("s", "scale_route", "Scale", id="scale_route",
-                tooltip="Scale the selected route to N workers (0 pauses it, the broker queues)"),
+                tooltip="Scale the selected route to N workers (0 stops it: new messages are dropped)"),
         Binding("r", "restart_worker", "Restart", id="restart_worker",
                 tooltip="Drain and restart the selected (or marked) workers"),
         Binding("x", "kill_worker", "Kill", id="kill_worker",
@@ -72,7 +72,7 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         Binding("I", "invert_sort", "Invert sort", key_display="I", show=False, id="invert_sort",
                 tooltip="Invert the sort order"),
         Binding("w", "save_config", "Write", show=False, id="save_config",
-                tooltip="Write counts to routemq.toml (drops comments)"),
+                tooltip="Write counts to routemq.toml (comments kept)"),
         Binding("R", "reload_config", "Reload", key_display="R", show=False, id="reload_config",
                 tooltip="Reload routemq.toml: counts, log level live (says which live changes it undoes)"),
         # A priority binding, so "/" moves the focus before the keys typed after it are handed

@@ -142,7 +142,7 @@ async def test_x_asks_first_and_kills_only_on_yes() -> None:
         assert cell(app.workers_table, "sensor-data/1", "pid") == "–"
 
 
-async def test_w_writes_the_config_in_a_thread_and_warns_about_comments() -> None:
+async def test_w_writes_the_config_in_a_thread_and_says_what_changed() -> None:
     fleet = FixedFleet("normal")
     app = FleetApp(fleet)
     async with app.run_test(size=SIZE) as pilot:
@@ -150,7 +150,7 @@ async def test_w_writes_the_config_in_a_thread_and_warns_about_comments() -> Non
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert fleet.calls[-1] == ("save_config",)
-        assert "comments in routemq.toml are not kept" in log_text(app)
+        assert "wrote worker counts to routemq.toml" in log_text(app), log_text(app)
 
 
 async def test_shift_r_reloads_the_config_in_a_thread() -> None:

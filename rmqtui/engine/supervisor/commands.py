@@ -67,7 +67,7 @@ def remove_worker(core: FleetCore, route: str, worker: str | None, now: float, w
     if pool.desired <= 1:
         return CommandResult.refused(
             f"route '{route}' keeps its last worker: with no member the broker drops its messages "
-            f"(scale it to 0 on purpose with `scale`)"), []
+            f"(to stop the route on purpose, scale it to 0: `s` in the TUI or `rmqtui ctl scale {route} 0`)"), []
     if worker is None:
         return set_desired(core, pool, pool.desired - 1, wall), []
     slot = core.find(worker)

@@ -252,7 +252,7 @@ class Fleet:
             return CommandResult.refused(exc.problem + (f" ({exc.fix})" if exc.fix else ""))
         self._note("INFO", "fleet", f"wrote worker counts to {self.config.path} (backup {backup})")
         return CommandResult.accepted(f"wrote worker counts to {self.config.path.name} (previous file kept as "
-                                      f"{Path(backup).name}; comments are not kept)")
+                                      f"{Path(backup).name}; only the workers values changed)")
 
     def reload_config(self) -> CommandResult:
         """Re-read the config file and apply what can change live: worker counts and the log level.
