@@ -47,7 +47,7 @@ def _project_config(project: ChaosProject, workers: int, external: ExternalBroke
 
 def kill_storm(project: ChaosProject, *, seconds: float = 20.0, workers: int = 4, rate: float = 300.0,
                external: ExternalBroker | None = None, seed: int = 3, log: Callable[[str], None] = print) -> Result:
-    """SIGKILL a random worker every 2-3 s, crash counts or not: killed from outside, never a crash loop."""
+    """SIGKILL a random worker every 1-1.5 s, crash counts or not: killed from outside, never a crash loop."""
     rng = random.Random(seed)
     fleet = project.start(_project_config(project, workers, external))
     wait_until(lambda: subscribed(fleet, "work", workers), 30, f"{workers} subscribed workers")
@@ -60,7 +60,7 @@ def kill_storm(project: ChaosProject, *, seconds: float = 20.0, workers: int = 4
         pub.start()
         began = time.monotonic()
         while time.monotonic() - began < seconds:
-            time.sleep(2.0 + rng.random())  # the storm's own pace, not a wait for a condition
+            time.sleep(1.0 + 0.5 * rng.random())  # the storm's own pace, not a wait for a condition
             live = [w for w in fleet.snapshot().workers_of("work") if w.pid]
             if live:
                 victim = rng.choice(live)

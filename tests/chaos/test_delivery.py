@@ -34,7 +34,7 @@ def _no_loss(result, figures, title):
 
 
 def test_kill_storm_never_crash_loops_and_loses_nothing(chaos, broker, figures):
-    result = kill_storm(chaos, seconds=20, workers=4, rate=300, external=broker)
+    result = kill_storm(chaos, seconds=10, workers=4, rate=300, external=broker)
     looped = result.crash_looping
     assert not looped, f"workers killed from outside were taken for a crash loop: {looped}"
     _no_loss(result, figures, f"kill storm, {'external' if broker else 'embedded'} broker")

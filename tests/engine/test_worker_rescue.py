@@ -54,6 +54,7 @@ def test_rescue_without_a_broker_keeps_the_session_and_says_why(tmp_path, worker
     from rmqtui.engine.protocol import BrokerSettings
 
     write_handlers(tmp_path, "def handle(msg):\n    pass\n")
-    w = workers(make_spec(tmp_path, BrokerSettings(host="127.0.0.1", port=free_port()), release_only=True))
+    w = workers(make_spec(tmp_path, BrokerSettings(host="127.0.0.1", port=free_port()), release_only=True,
+                          release_idle_timeout=2.0))
     assert w.wait_exit(timeout=40) == 1, "a rescue that cannot finish fails, for the supervisor to retry"
     assert "its session is kept" in w.log_text(), "the log says nothing was lost and why"

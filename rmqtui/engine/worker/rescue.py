@@ -11,6 +11,7 @@ group get the copies: nothing the broker acknowledged is stranded.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import sys
@@ -25,8 +26,8 @@ from .dispatch import dead_letter_match
 
 log = logging.getLogger("rmqtui.worker")
 
-#: Seconds without any progress after which the rescue gives up (keeping the session for a retry).
-IDLE_TIMEOUT = 15.0
+#: Copies republished but not yet acknowledged by the broker, at most (Mosquitto's default in-flight window is 20).
+WINDOW = 16
 
 
 class RescueError(Exception):
@@ -70,10 +71,14 @@ def rescue(spec: WorkerSpec, channel) -> int:
         nonce = f"rescue {uuid.uuid4().hex}".encode()
         client.publish(spec.marker_topic, nonce, qos=1)
         dead_prefixes, dead_topic = dead_letter_match(spec.dead_letter_topic, spec.route)
+        copies: collections.deque = collections.deque()  # (publish info, original) not yet settled, in order
         while True:
+            if copies and inbox.empty():
+                handed += _settle(conn, refused, copies, everything=True)
             msg = _next(conn, inbox)
             topic = msg.topic
             if topic == spec.marker_topic:
+                handed += _settle(conn, refused, copies, everything=True)
                 _ack(client, msg)
                 if msg.payload == nonce:
                     break
@@ -84,11 +89,8 @@ def rescue(spec: WorkerSpec, channel) -> int:
                 _ack(client, msg)
                 continue
             info = client.publish(original, msg.payload, qos=msg.qos, properties=republish_properties(msg))
-            _wait(conn, refused, lambda: conn.delivered(info) or info.rc not in (0, 4), "republish a message")
-            if info.rc not in (0, 4):  # 4: NO_CONN, still queued and sent on reconnect
-                raise RescueError(f"could not republish to {original}: error {info.rc}")
-            _ack(client, msg)
-            handed += 1
+            copies.append((info, msg))
+            handed += _settle(conn, refused, copies, everything=False)
             if time.monotonic() - beat > 1.0:  # progress: a long backlog is not a hung release client
                 beat = time.monotonic()
                 channel.send(Heartbeat(time.time(), 0, 0, 0, 0, 0.0, None, True, 0, 0, skipped, handed))
@@ -105,13 +107,32 @@ def rescue(spec: WorkerSpec, channel) -> int:
     return 0
 
 
+def _settle(conn: Connection, refused: list[str], copies: collections.deque, *, everything: bool) -> int:
+    """Acknowledge each original whose copy the broker acknowledged, oldest first; how many were settled.
+
+    Copies are pipelined: up to :data:`WINDOW` wait for their acknowledgement at once, so a backlog moves at
+    the broker's pace instead of one round trip per message.  With ``everything`` wait for all of them.
+    """
+    settled = 0
+    while copies and (everything or len(copies) >= WINDOW or conn.delivered(copies[0][0])):
+        info, original = copies[0]
+        _wait(conn, refused, lambda: conn.delivered(info) or info.rc not in (0, 4), "republish a message")
+        if info.rc not in (0, 4):  # 4: NO_CONN, still queued and sent on reconnect
+            raise RescueError(f"could not republish to {strip_share(original.topic)}: error {info.rc}")
+        _ack(conn.client, original)
+        copies.popleft()
+        settled += 1
+    return settled
+
+
 def _ack(client, msg) -> None:
     if msg.qos:
         client.ack(msg.mid, msg.qos)
 
 
 def _wait(conn: Connection, refused: list[str], done, what: str) -> None:
-    deadline = time.monotonic() + IDLE_TIMEOUT
+    idle = conn.spec.release_idle_timeout
+    deadline = time.monotonic() + idle
     while not done():
         broken = conn.network_failure()
         if broken:
@@ -119,12 +140,13 @@ def _wait(conn: Connection, refused: list[str], done, what: str) -> None:
         if refused:
             raise RescueError(f"the broker refused the connection: {refused[-1]}")
         if time.monotonic() > deadline:
-            raise RescueError(f"timed out after {IDLE_TIMEOUT:g}s waiting to {what}")
+            raise RescueError(f"timed out after {idle:g}s waiting to {what}")
         time.sleep(0.001)
 
 
 def _next(conn: Connection, inbox: queue.SimpleQueue):
-    deadline = time.monotonic() + IDLE_TIMEOUT
+    idle = conn.spec.release_idle_timeout
+    deadline = time.monotonic() + idle
     while True:
         try:
             return inbox.get(timeout=0.1)
@@ -134,4 +156,4 @@ def _next(conn: Connection, inbox: queue.SimpleQueue):
         if broken:
             raise RescueError(f"the MQTT network thread died: {broken}")
         if time.monotonic() > deadline:
-            raise RescueError(f"no message and no drain marker for {IDLE_TIMEOUT:g}s")
+            raise RescueError(f"no message and no drain marker for {idle:g}s")
