@@ -302,18 +302,23 @@ def cmd_check(argv: list[str]) -> int:
 def cmd_load(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rmqtui load",
                                  description="Publish bounded test traffic to the routes of routemq.toml. "
-                                             "Finds the broker of a running `rmqtui` for the same config. "
-                                             "Exit status: 0 all acknowledged, 1 broker lost or unreachable, "
-                                             "2 bad input, 130 interrupted.")
+                                             "Publishes only to the broker of the running `rmqtui` for the "
+                                             "same config (its private socket), unless a broker is named with "
+                                             "--host/--port or --broker-from-config. Exit status: 0 all "
+                                             "acknowledged, 1 broker lost or unreachable, 2 bad input, "
+                                             "3 no fleet running, 130 interrupted.")
     _config_arg(ap)
     ap.add_argument("-n", "--count", type=count, default=10000, help="messages to publish (default 10000)")
     ap.add_argument("-r", "--rate", type=rate, default=500.0, help="messages per second at most (default 500)")
     ap.add_argument("-q", "--qos", type=int, choices=[0, 1, 2], default=1)
     ap.add_argument("--route", action="append", help="only this route (repeatable)")
-    ap.add_argument("--host", type=host, help="broker host (default: the running fleet's, else the config's)")
-    ap.add_argument("--port", type=port, help="broker port (default: the running fleet's, else the config's)")
+    ap.add_argument("--host", type=host, help="publish to this broker host instead of the running fleet's")
+    ap.add_argument("--port", type=port, help="publish to this broker port instead of the running fleet's")
+    ap.add_argument("--broker-from-config", action="store_true",
+                    help="publish to the broker [broker] names (host, port, TLS, credentials), fleet or not")
     args = ap.parse_args(argv)
     from .engine.config import ConfigError
+    from .engine.broker_sys import describe
     from .loadgen import BrokerLost, publish_load
 
     try:
@@ -325,24 +330,24 @@ def cmd_load(argv: list[str]) -> int:
     if unknown:
         return _fail(f"no route called {', '.join(map(repr, unknown))} in {config.path.name}; "
                      f"routes: {', '.join(names)}")
-    found_host, found_port = _fleet_address(config)
-    target_host = args.host or found_host
-    target_port = args.port if args.port is not None else found_port
+    access = _load_target(config, args)
+    if access is None:
+        return _fail(f"no fleet is running for {config.path}, so there is no broker of yours to publish to; start "
+                     f"it with `rmqtui` (or `rmqtui --no-ui`), or name a broker with --host/--port or "
+                     f"--broker-from-config", exitcodes.NO_FLEET)
+    where = describe(access)
     routes = [r for r in config.routes if not args.route or r.name in args.route]
-    print(f"publishing {args.count} messages at up to {args.rate:g}/s, QoS {args.qos}, to {target_host}:"
-          f"{target_port} ({', '.join(r.name for r in routes)})", flush=True)
+    print(f"publishing {args.count} messages at up to {args.rate:g}/s, QoS {args.qos}, to {where} "
+          f"({', '.join(r.name for r in routes)})", flush=True)
     try:
-        result = publish_load(target_host, target_port, [r.pattern for r in routes], count=args.count,
-                              rate=args.rate, qos=args.qos, protocol=config.broker.protocol,
-                              username=config.broker.username, password=config.broker.password,
+        result = publish_load(access, [r.pattern for r in routes], count=args.count, rate=args.rate, qos=args.qos,
                               progress=lambda n: print(f"  {n} sent", flush=True) if n % 10000 == 0 else None)
     except BrokerLost as exc:
         return _fail(str(exc), exitcodes.FAILURE)
     except (ConnectionError, OSError) as exc:
         if isinstance(exc, BrokenPipeError):
             raise
-        return _fail(f"cannot reach the broker at {target_host}:{target_port}: {exc} (is `rmqtui` running?)",
-                     exitcodes.FAILURE)
+        return _fail(f"cannot reach the broker at {where}: {exc}", exitcodes.FAILURE)
     print(f"sent {result.sent}, acknowledged {result.acknowledged}, in {result.seconds:.1f}s "
           f"({result.rate:.0f} msg/s)", flush=True)
     if args.qos and result.acknowledged < result.sent:
@@ -350,16 +355,24 @@ def cmd_load(argv: list[str]) -> int:
     return exitcodes.OK
 
 
-def _fleet_address(config) -> tuple[str, int]:
-    """The broker address of a running fleet for this config, else the config's own."""
+def _load_target(config, args):
+    """The broker ``rmqtui load`` publishes to: one named on the command line or by --broker-from-config,
+    else the running fleet's (read from its private state file), else None: never whatever happens to
+    listen on the configured port."""
+    from .engine import runtime
     from .engine.supervisor import runtime_state_path
+    from .engine.protocol import broker_settings
 
+    b = config.broker
+    if args.host or args.port is not None or args.broker_from_config:
+        return broker_settings(config.broker, args.host or b.host, args.port if args.port is not None else b.port)
     try:
-        state = json.loads(runtime_state_path(config.path).read_text())
+        state = json.loads(runtime.read_private(runtime_state_path(config.path)))
         os.kill(int(state["pid"]), 0)
-        return state["host"], int(state["port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return config.broker.host, config.broker.port
+        access = broker_settings(config.broker, str(state["host"]), int(state["port"]), state.get("unix_path") or None)
+    except (OSError, ValueError, KeyError, TypeError, runtime.RuntimePathError):
+        return None
+    return access
 
 
 COMMANDS = {"init": cmd_init, "check": cmd_check, "load": cmd_load, "run": cmd_run, **ctl.COMMANDS}

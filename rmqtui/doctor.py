@@ -247,9 +247,9 @@ def run_checks(config, *, probes: int = 20) -> list[Check]:
     fleets = running_fleets()
     mine = next((f for f in fleets if f["config"] == str(config.path.resolve())), None)
     b, temp = config.broker, None
-    host, port = b.host, b.port
+    host, port, unix_path = b.host, b.port, None
     if mine is not None:
-        host, port = mine["host"], int(mine["port"])
+        host, port, unix_path = mine["host"], int(mine["port"]), mine.get("unix_path") or None
         checks.append(Check("fleet", INFO, f"a fleet for this config runs (pid {mine['pid']}); checking its broker"))
     elif b.embedded:
         tmp = tempfile.mkdtemp(prefix="rmqtui-doctor-")
@@ -262,7 +262,7 @@ def run_checks(config, *, probes: int = 20) -> list[Check]:
         checks.append(Check("embedded broker", OK, f"a temporary private Mosquitto started on {host}:{port} "
                                                    f"with rmqtui's settings (persistence on, no queue cap)"))
     try:
-        access = broker_settings(b, host, port)
+        access = broker_settings(b, host, port, unix_path)
         checks.append(check_prefix(config, host, port, fleets))
         connect = check_connect(access, nonce)
         checks.append(connect)

@@ -16,8 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
 
+from .engine.broker_sys import address, describe, make_client
+from .engine.protocol import BrokerSettings
 from .engine.topics import TopicPattern
 
 
@@ -68,9 +69,8 @@ def payload_for(i: int, size: int = 100) -> bytes:
     return raw.encode()
 
 
-def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: int = 1000, rate: float = 200.0,
-                 qos: int = 1, window: int = 1000, protocol: str = "v3.1.1", username: str = "",
-                 password: str = "", timeout: float = 600.0, progress=None) -> LoadResult:
+def publish_load(access: BrokerSettings, patterns: list[TopicPattern], *, count: int = 1000, rate: float = 200.0,
+                 qos: int = 1, window: int = 1000, timeout: float = 600.0, progress=None) -> LoadResult:
     """Publish ``count`` messages to topics of ``patterns`` at most ``rate``/s; bounded in time by ``timeout``.
 
     Raises :class:`BrokerLost` as soon as the connection drops (a broker that died,
@@ -80,11 +80,9 @@ def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: i
         raise ValueError("no route to publish to")
     if not (math.isfinite(rate) and rate > 0):
         raise ValueError(f"rate must be a finite positive number of messages per second, not {rate!r}")
-    proto = mqtt.MQTTv5 if protocol == "v5" else mqtt.MQTTv311
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"rmqtui-load-{random.randrange(1 << 30)}",
-                         protocol=proto)
-    if username:
-        client.username_pw_set(username, password or None)
+    # transport, credentials and TLS exactly as the workers connect
+    client = make_client(access, f"rmqtui-load-{random.randrange(1 << 30)}")
+    where = describe(access)
     outstanding = threading.Semaphore(window)
     acked = [0]
     connected = threading.Event()
@@ -110,19 +108,19 @@ def publish_load(host: str, port: int, patterns: list[TopicPattern], *, count: i
     client.on_disconnect = on_disconnect
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(min(window, 65535))
-    client.connect(host, port, keepalive=KEEPALIVE)
+    client.connect(*address(access), keepalive=KEEPALIVE)
     client.loop_start()
     deadline = time.monotonic() + timeout
     sent = 0
 
     def check_connection() -> None:
         if lost.is_set():
-            raise BrokerLost(f"lost the broker at {host}:{port} ({why[0] if why else 'connection closed'}) "
+            raise BrokerLost(f"lost the broker at {where} ({why[0] if why else 'connection closed'}) "
                              f"after {sent} of {count} messages, {acked[0]} acknowledged")
 
     try:
         if not connected.wait(10):
-            raise ConnectionError(f"could not connect to the broker at {host}:{port}")
+            raise ConnectionError(f"could not connect to the broker at {where}")
         start = time.monotonic()
         cycle = itertools.cycle(patterns)
         interval = 1.0 / rate

@@ -78,10 +78,10 @@ class Probe:
             props.SessionExpiryInterval = 0 if self._clean else 600
         try:
             if props is not None:
-                self.client.connect(self.access.host, self.access.port, keepalive=30, clean_start=self._clean,
+                self.client.connect(*address(self.access), keepalive=30, clean_start=self._clean,
                                     properties=props)
             else:
-                self.client.connect(self.access.host, self.access.port, keepalive=30)
+                self.client.connect(*address(self.access), keepalive=30)
         except OSError as exc:  # refused, unreachable, TLS handshake (ssl.SSLError is an OSError)
             raise ProbeError(f"{type(exc).__name__}: {exc}") from None
         self.client.loop_start()

@@ -160,7 +160,8 @@ class EmbeddedBroker:
 
     def __init__(self, runtime_dir: Path, *, host: str = "127.0.0.1", port: int = 1883,
                  binary: str = "mosquitto", unix_socket: Path | None = None, listen_tcp: bool = True,
-                 authenticate_tcp: bool = False, limits: BrokerLimits = BrokerLimits()) -> None:
+                 authenticate_tcp: bool = False, limits: BrokerLimits = BrokerLimits(),
+                 move_if_taken: bool = True) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             host = "127.0.0.1"  # the embedded broker never listens beyond loopback
         self.host = "127.0.0.1" if host == "localhost" else host
@@ -174,6 +175,8 @@ class EmbeddedBroker:
         self.process: subprocess.Popen | None = None
         self.restarts = 0
         self.moved_from: int | None = None  # the configured port, when it was taken
+        # False: a taken port is an error (a TCP listener the user asked for must be where they said)
+        self.move_if_taken = move_if_taken
         # a TCP listener next to the private socket is for the user's own tools: it admits only the
         # fleet's generated credentials, so another local user gains nothing by reaching (or grabbing) it
         self.username = FLEET_USER if authenticate_tcp and self.listen_tcp else ""
@@ -252,6 +255,10 @@ class EmbeddedBroker:
             except FileNotFoundError:
                 pass
         if self.listen_tcp and self.restarts == 0 and not port_is_free(self.host, self.port):
+            if not self.move_if_taken:
+                raise BrokerError(f"port {self.port} on {self.host} is taken by another process, so the embedded "
+                                  f"broker cannot open its TCP listener there; choose a free port with "
+                                  f"[broker] port = N (or --port N), or set listen_tcp = false")
             self.moved_from = self.port
             self.port = free_port(self.host)
         for attempt in range(3):
@@ -270,7 +277,8 @@ class EmbeddedBroker:
                 return
             tail = self.log_tail()
             self.stop()
-            if "Address already in use" in tail and self.listen_tcp and self.restarts == 0 and attempt < 2:
+            if ("Address already in use" in tail and self.listen_tcp and self.restarts == 0 and attempt < 2
+                    and self.move_if_taken):
                 self.moved_from = self.moved_from or self.port
                 self.port = free_port(self.host)
                 continue

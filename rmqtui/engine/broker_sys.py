@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from .protocol import BrokerSettings
+from .protocol import BrokerSettings, broker_settings  # noqa: F401 (broker_settings re-exported)
 
 #: ``$SYS`` topic -> the :class:`BrokerStats` field it fills.
 SYS_TOPICS = {
@@ -46,21 +46,27 @@ class BrokerStats:
     version: str | None = None
 
 
-def broker_settings(broker, host: str | None = None, port: int | None = None) -> BrokerSettings:
-    """Connection settings from a ``BrokerConfig``; ``host``/``port`` override it (the embedded broker may move)."""
-    tls = broker.tls
-    return BrokerSettings(host=host or broker.host, port=port or broker.port, protocol=broker.protocol,
-                          username=broker.username, password=broker.password, keepalive=broker.keepalive,
-                          tls_ca=tls.ca if tls else None, tls_cert=tls.cert if tls else None,
-                          tls_key=tls.key if tls else None, tls_insecure=tls.insecure if tls else False)
+def address(b: BrokerSettings) -> tuple[str, int]:
+    """``(host, port)`` for paho's connect: the socket path for a unix-socket broker (paho checks the
+    port even then, where it means nothing)."""
+    return (b.unix_path, 1) if b.unix_path else (b.host, b.port)
 
 
-def make_client(b: BrokerSettings, client_id: str, *, clean: bool = True) -> mqtt.Client:
-    """A paho client with the settings' protocol, credentials and TLS, not connected yet."""
+def describe(b: BrokerSettings) -> str:
+    """Where ``b`` points, for messages: the socket path, else ``host:port``."""
+    if b.unix_path:
+        return f"the socket {b.unix_path}"
+    return f"[{b.host}]:{b.port}" if ":" in b.host else f"{b.host}:{b.port}"
+
+
+def make_client(b: BrokerSettings, client_id: str, *, clean: bool = True, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client with the settings' transport, protocol, credentials and TLS, not connected yet."""
     v5 = b.protocol == "v5"
-    kwargs = {} if v5 else {"clean_session": clean}
+    kwargs: dict = {} if v5 else {"clean_session": clean}
+    if b.unix_path:
+        kwargs["transport"] = "unix"
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=manual_ack, **kwargs)
     if b.username:
         client.username_pw_set(b.username, b.password or None)
     if b.tls_ca or b.tls_cert:
@@ -94,7 +100,7 @@ class BrokerSysReader:
         client.on_disconnect = lambda *a: self.connected.clear()
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 10)
-        client.connect_async(self.access.host, self.access.port, keepalive=30)
+        client.connect_async(*address(self.access), keepalive=30)
         client.loop_start()
         self._client = client
 

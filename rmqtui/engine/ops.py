@@ -58,7 +58,8 @@ class OpsServices:
         if not (s.autoscaled or s.metrics.port):
             return self
         broker = self.fleet.snapshot().broker  # the embedded broker may have moved off the configured port
-        self.sys_reader = BrokerSysReader(broker_settings(self.broker_config, broker.host, broker.port))
+        self.sys_reader = BrokerSysReader(broker_settings(self.broker_config, broker.host, broker.port,
+                                                          broker.unix_path))
         self.sys_reader.start()
         if s.autoscaled:
             self.autoscaler = AutoscaleController(self.fleet, s.autoscale, broker_stats=self.sys_reader.stats)

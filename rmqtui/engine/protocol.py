@@ -38,6 +38,21 @@ class BrokerSettings:
     unix_path: str | None = None  # connect to this unix socket (paho transport "unix") instead of host:port
 
 
+def broker_settings(broker, host: str | None = None, port: int | None = None,
+                    unix_path: str | None = None) -> BrokerSettings:
+    """Connection settings from a ``BrokerConfig``: how any client of the fleet reaches its broker.
+
+    ``host``/``port`` override the file's (a command-line override); ``unix_path`` is the embedded
+    broker's private socket, which every client of a fleet with one uses instead of TCP.
+    """
+    tls = broker.tls
+    return BrokerSettings(host=host or broker.host, port=port or broker.port, protocol=broker.protocol,
+                          username=broker.username, password=broker.password, keepalive=broker.keepalive,
+                          tls_ca=tls.ca if tls else None, tls_cert=tls.cert if tls else None,
+                          tls_key=tls.key if tls else None, tls_insecure=tls.insecure if tls else False,
+                          unix_path=unix_path)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """Everything a worker process needs to start; built by the supervisor per process."""

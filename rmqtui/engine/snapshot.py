@@ -120,11 +120,17 @@ class BrokerSnapshot:
     reason: str = ""
     pid: int | None = None
     restarts: int = 0
+    unix_path: str | None = None  # the embedded broker's private socket; clients connect there
+    tcp: bool = True  # a TCP listener at host:port (for the embedded broker: listen_tcp, password required)
 
     @property
     def address(self) -> str:
-        """``host:port`` with IPv6 hosts bracketed."""
+        """Where the fleet reaches its broker, short enough for any status line: ``unix:<socket file>``
+        (plus ``+tcp:port`` when TCP is open too), else ``host:port`` with IPv6 hosts bracketed."""
         host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.unix_path:
+            name = self.unix_path.rsplit("/", 1)[-1]
+            return f"unix:{name}+tcp:{self.port}" if self.tcp else f"unix:{name}"
         return f"{host}:{self.port}"
 
 

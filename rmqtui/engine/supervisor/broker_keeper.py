@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..broker import BrokerError, EmbeddedBroker
 from ..snapshot import BrokerState
+from ..protocol import BrokerSettings
 
 Report = Callable[..., None]  # report(state, reason, pid=..., restarts=...)
 Note = Callable[[str, str], None]  # note(level, message)
@@ -112,8 +113,8 @@ class BrokerKeeper:
 SESSION_EXPIRY = 7 * 24 * 3600  # as the workers connect (v5): a restore must not shorten a session's life
 
 
-def restore_subscriptions(host: str, port: int, protocol: str, subscriptions: list[tuple[str, str, int]], *,
-                          username: str = "", password: str = "", timeout: float = 3.0) -> int:
+def restore_subscriptions(access: BrokerSettings, subscriptions: list[tuple[str, str, int]], *,
+                          timeout: float = 3.0) -> int:
     """Subscribe each stored session to its filter again, right after the embedded broker started.
 
     Mosquitto (2.0.11 at least) restores a session's queued messages from its persistence file but not
@@ -122,29 +123,26 @@ def restore_subscriptions(host: str, port: int, protocol: str, subscriptions: li
     disconnected; messages the session delivers meanwhile are never acknowledged, so they stay queued for
     the slot's worker.  Returns how many were restored.
     """
-    import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    v5 = protocol == "v5"
+    from ..broker_sys import address, make_client
+
+    v5 = access.protocol == "v5"
     restored = 0
     for client_id, flt, qos in subscriptions:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else False, manual_ack=True)
-        if username:
-            client.username_pw_set(username, password)
+        client = make_client(access, client_id, clean=False, manual_ack=True)
         done = threading.Event()
         client.on_message = lambda *a: None  # never acknowledged: the slot's worker handles it
         client.on_subscribe = lambda *a: done.set()
-        client.on_connect = lambda c, *a: c.subscribe(flt, qos)
+        client.on_connect = lambda c, *a, flt=flt, qos=qos: c.subscribe(flt, qos)
         try:
             if v5:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = SESSION_EXPIRY
-                client.connect(host, port, clean_start=False, properties=props)
+                client.connect(*address(access), clean_start=False, properties=props)
             else:
-                client.connect(host, port)
+                client.connect(*address(access))
         except OSError:
             continue
         client.loop_start()

@@ -35,6 +35,8 @@ class BrokerView:
     reason: str = ""
     pid: int | None = None
     restarts: int = 0
+    unix_path: str | None = None
+    tcp: bool = True
 
 
 class FleetCore:
@@ -210,7 +212,8 @@ class FleetCore:
         return self.absorb(out, wall)
 
     def set_broker(self, state: BrokerState, reason: str = "", *, pid: int | None = None,
-                   restarts: int | None = None, host: str | None = None, port: int | None = None) -> None:
+                   restarts: int | None = None, host: str | None = None, port: int | None = None,
+                   unix_path: str | None = None, tcp: bool | None = None) -> None:
         """What the broker keeper learned."""
         b = self.broker
         b.state, b.reason, b.pid = state, reason, pid
@@ -220,6 +223,10 @@ class FleetCore:
             b.host = host
         if port is not None:
             b.port = port
+        if unix_path is not None:
+            b.unix_path = unix_path
+        if tcp is not None:
+            b.tcp = tcp
 
     def _external_broker_state(self, wall: float) -> None:
         if self.broker.state is BrokerState.AUTH_FAILED:

@@ -26,8 +26,9 @@ from typing import Callable
 from .. import config as config_mod
 from .. import runtime
 from ..api import CommandResult
-from ..broker import BrokerError, EmbeddedBroker
+from ..broker import BrokerError, BrokerLimits, EmbeddedBroker
 from ..config import Config
+from ..protocol import BrokerSettings, broker_settings
 from ..snapshot import BrokerState, FleetSnapshot, LogRecord
 from ..stats import ProcessSampler
 from . import commands
@@ -88,6 +89,8 @@ class Fleet:
         self._idle = threading.Event()
         self._stop_lock = threading.Lock()
         self.host, self.port = config.broker.host, config.broker.port
+        self.unix_path: str | None = None  # the embedded broker's private socket, which every client uses
+        self._tcp_login: tuple[str, str] | None = None  # the embedded broker's generated TCP credentials
         self._hostname = socket.gethostname()
         self._published = self._build(self._clock()[1])
         self._published_at = 0.0
@@ -116,27 +119,39 @@ class Fleet:
             if self.fresh:
                 shutil.rmtree(self._state_dir / "broker", ignore_errors=True)
                 self._note("WARNING", "broker", "--fresh: stored sessions and their queued messages discarded")
-            broker = EmbeddedBroker(self._state_dir, host=b.host, port=b.port, binary=b.mosquitto)
+            # the private socket in the 0700 runtime directory is the only way in unless TCP is asked for;
+            # a TCP listener then admits only the generated per-fleet login (and refuses a taken port)
+            broker = EmbeddedBroker(self._state_dir, host=b.host, port=b.port, binary=b.mosquitto,
+                                    unix_socket=runtime.fleet_runtime_dir(self.config.path) / "broker.sock",
+                                    listen_tcp=b.listen_tcp, authenticate_tcp=True, move_if_taken=False,
+                                    limits=BrokerLimits(max_packet_size=b.max_packet_size))
             resumed = (broker.dir / "mosquitto.db").exists()
             self._keeper = BrokerKeeper(broker, self._broker_report,
                                         lambda level, msg: self._note(level, "broker", msg))
             self._keeper.start_broker()
-            self.host, self.port = broker.host, broker.port
+            self.unix_path = str(broker.unix_socket)
+            if broker.listen_tcp:
+                self.host, self.port = broker.host, broker.port
+                self._tcp_login = (broker.username, broker.password)
             with self._lock:
-                self._core.set_broker(BrokerState.UP, pid=broker.pid, host=self.host, port=self.port)
-            if broker.moved_from:
-                self._note("WARNING", "broker", f"port {broker.moved_from} is taken; the embedded broker "
-                                                f"listens on {self.host}:{self.port} instead")
-            self._note("INFO", "broker", f"embedded Mosquitto pid {broker.pid} on {self.host}:{self.port}, "
-                                         f"data in {broker.dir}")
+                self._core.set_broker(BrokerState.UP, pid=broker.pid, host=self.host, port=self.port,
+                                      unix_path=self.unix_path, tcp=broker.listen_tcp)
+            where = f"socket {self.unix_path}" + (f" and {self.host}:{self.port} (login required)"
+                                                  if broker.listen_tcp else "")
+            self._note("INFO", "broker", f"embedded Mosquitto pid {broker.pid} on {where}, data in {broker.dir}")
+            if os.geteuid() == 0:
+                self._note("WARNING", "broker", "running as root: the embedded broker and every worker run as "
+                                                "root too; start rmqtui as an ordinary user unless you need root")
             if resumed:
                 subs = [(f"{self.prefix}-{name}-{i}", pool.filter, pool.route.qos)
                         for name, pool in self._core.pools.items() for i in range(pool.desired)]
-                n = restore_subscriptions(self.host, self.port, b.protocol, subs, username=b.username,
-                                          password=b.password)
+                n = restore_subscriptions(self.broker_settings(), subs)
                 self._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
                                              f"restored before the workers start")
-        self._state_file = write_runtime_state(self.config.path, self.host, self.port)
+        extra: dict = {"unix_path": self.unix_path, "tcp": self.unix_path is None or self._tcp_login is not None}
+        if self._tcp_login:
+            extra["username"], extra["password"] = self._tcp_login  # the file is 0600 in a 0700 directory
+        self._state_file = write_runtime_state(self.config.path, self.host, self.port, **extra)
         with self._lock:
             self._pending += self._core.adopt(read_layout(self._state_dir), *self._clock())
         self._runner.prepare()
@@ -146,6 +161,10 @@ class Fleet:
         self._thread.start()
         self._note("INFO", "fleet", f"fleet started: {len(self._core.pools)} routes, {self.desired_total()} "
                                     f"workers, group '{self.config.fleet.group}'")
+
+    def broker_settings(self) -> BrokerSettings:
+        """How a client of this fleet (worker, release client, $SYS reader, test) reaches its broker."""
+        return broker_settings(self.config.broker, self.host, self.port, self.unix_path)
 
     def _write_layout(self, layout: dict[str, list[int]]) -> None:
         """Remember the slots (outside the lock): a killed supervisor's successor releases the extra ones."""

@@ -10,19 +10,14 @@ from .pool import Pool
 from .slot import Slot
 
 
-def build_spec(config: Config, pool: Pool, slot: Slot, host: str, port: int, log_dir: Path | None, *,
+def build_spec(config: Config, pool: Pool, slot: Slot, broker: BrokerSettings, log_dir: Path | None, *,
                release: bool = False) -> WorkerSpec:
     """Everything the process for ``slot`` needs; ``release`` makes it a release client."""
     route = pool.route
-    b = config.broker
-    tls = b.tls
     return WorkerSpec(
         worker_id=slot.id, route=route.name, slot=slot.index, client_id=slot.client_id, pattern=route.topic,
         subscribe_filter=pool.filter, handler=route.handler, qos=route.qos, root=str(config.root),
-        broker=BrokerSettings(host=host, port=port, protocol=b.protocol, username=b.username,
-                              password=b.password, keepalive=b.keepalive,
-                              tls_ca=tls.ca if tls else None, tls_cert=tls.cert if tls else None,
-                              tls_key=tls.key if tls else None, tls_insecure=tls.insecure if tls else False),
+        broker=broker,
         log_level=slot.log_level, heartbeat_interval=config.fleet.heartbeat_interval,
         handler_retries=config.fleet.handler_retries, dead_letter_topic=config.fleet.dead_letter_topic,
         poison_mids=frozenset(slot.poison),
@@ -34,5 +29,5 @@ def worker_spec(core, fleet, spawn) -> WorkerSpec:
     """The spec for a :class:`Spawn` effect of ``core`` run by ``fleet`` (its broker address and log dir)."""
     slot = core.find(spawn.key)
     log_dir = fleet._state_dir / "logs" if fleet._state_dir is not None else None
-    return build_spec(core.config, core.pools[slot.route], slot, fleet.host, fleet.port, log_dir,
+    return build_spec(core.config, core.pools[slot.route], slot, fleet.broker_settings(), log_dir,
                       release=spawn.release)

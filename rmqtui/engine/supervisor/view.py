@@ -31,7 +31,8 @@ def build_snapshot(core: FleetCore, wall: float, sample: Callable[[int | None], 
             history=tuple(pool.history.values)))
     b = core.broker
     broker = BrokerSnapshot(host=b.host, port=b.port, embedded=b.embedded, state=b.state,
-                            protocol=core.config.broker.protocol, reason=b.reason, pid=b.pid, restarts=b.restarts)
+                            protocol=core.config.broker.protocol, reason=b.reason, pid=b.pid, restarts=b.restarts,
+                            unix_path=b.unix_path, tcp=b.tcp)
     pid, cpu, rss = supervisor
     return FleetSnapshot(
         time=wall, started=core.started, group=core.config.fleet.group, config_path=str(core.config.path),
