@@ -71,6 +71,12 @@ def fleet_runtime_dir(config_path: Path | str) -> Path:
     return ensure_private_dir(runtime_root() / config_key(config_path))
 
 
+def broker_socket(config_path: Path | str) -> Path:
+    """The embedded broker's private socket for the fleet of ``config_path``: only its user (and root)
+    can reach it, through the 0700 runtime directory that holds it."""
+    return fleet_runtime_dir(config_path) / "broker.sock"
+
+
 def fleet_state_dir(config_path: Path | str) -> Path:
     """The 0700 persistent directory of the fleet of ``config_path`` (broker data, logs, audit)."""
     return ensure_private_dir(state_root() / config_key(config_path))

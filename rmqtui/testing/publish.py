@@ -8,16 +8,16 @@ import threading
 import time
 from typing import Callable
 
-import paho.mqtt.client as mqtt
-
+from .mqtt import Target, connect, new_client
 from .wait import wait_for
 
 
-def publish(port: int, topic_of: Callable[[int], str], count: int, *, qos: int = 1, start: int = 0,
-            rate: float = 0.0, window: int = 500, host: str = "127.0.0.1",
+def publish(broker: Target, topic_of: Callable[[int], str], count: int, *, qos: int = 1, start: int = 0,
+            rate: float = 0.0, window: int = 500,
             payload_of: Callable[[int], bytes | str] | None = None) -> int:
-    """Publish ``count`` numbered messages from ``start``; return how many the broker acknowledged."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{os.getpid()}-{time.time_ns()}")
+    """Publish ``count`` numbered messages from ``start`` to ``broker`` (see :mod:`.mqtt`); return how many the
+    broker acknowledged."""
+    client = new_client(broker, f"test-pub-{os.getpid()}-{time.time_ns()}")
     slots = threading.Semaphore(window)
     acked = [0]
 
@@ -26,7 +26,7 @@ def publish(port: int, topic_of: Callable[[int], str], count: int, *, qos: int =
         slots.release()
 
     client.on_publish = on_publish
-    client.connect(host, port)
+    connect(client, broker)
     client.loop_start()
     try:
         t0 = time.monotonic()

@@ -10,7 +10,6 @@ import time
 
 from rmqtui.engine.autoscale import AutoscaleController, AutoscaleSettings, Policy
 from rmqtui.engine.broker_sys import BrokerSysReader
-from rmqtui.engine.protocol import BrokerSettings
 from rmqtui.engine.topics import TopicPattern
 from rmqtui.loadgen import publish_load
 from tests.engine.conftest import live_workers, wait_for
@@ -32,7 +31,7 @@ def test_ramp_grows_then_shrinks_with_nothing_lost(project, start_fleet):
     fleet = start_fleet(project.write([route]))
     wait_for(lambda: [w for w in live_workers(fleet) if w.state.value == "subscribed"], what="the first worker")
     snap = fleet.snapshot()
-    reader = BrokerSysReader(BrokerSettings(snap.broker.host, snap.broker.port))
+    reader = BrokerSysReader(fleet.broker_settings())
     reader.start()
     # host_cpu is fixed: this test shares two cores with other jobs, and the CPU guard is covered by the core tests
     ctl = AutoscaleController(fleet, {"work": AutoscaleSettings("on", 1, 4)},
@@ -41,7 +40,7 @@ def test_ramp_grows_then_shrinks_with_nothing_lost(project, start_fleet):
     ctl.start()
     t0 = time.time()
     try:
-        result = publish_load(snap.broker.host, snap.broker.port, [TopicPattern.parse(route["topic"])],
+        result = publish_load(fleet.broker_settings(), [TopicPattern.parse(route["topic"])],
                               count=COUNT, rate=RATE, qos=1)
         assert result.acknowledged == COUNT, f"the broker acknowledged {result.acknowledged} of {COUNT}"
         wait_for(lambda: len(project.records()) >= COUNT, timeout=120, what=f"{COUNT} distinct messages handled")

@@ -51,8 +51,8 @@ def kill_storm(project: ChaosProject, *, seconds: float = 20.0, workers: int = 4
     rng = random.Random(seed)
     fleet = project.start(_project_config(project, workers, external))
     wait_until(lambda: subscribed(fleet, "work", workers), 30, f"{workers} subscribed workers")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "work", rate=rate)
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "work", rate=rate)
     faults: list[Fault] = []
     kills = 0
     try:
@@ -121,9 +121,9 @@ def sigkill_supervisor(project: ChaosProject, *, rate: float = 300.0, workers: i
     path = _project_config(project, workers, external)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "rmqtui.cli", "--no-ui", "--json", "--interval", "0.5", "-c", str(path)]
-    from rmqtui.engine.config import load
+    from rmqtui.testing.mqtt import of_config
 
-    port = load(path).broker.port
+    port = of_config(path)  # the fleet's broker, reached like its own clients do
 
     def launch():
         out = open(project.root / "headless.out", "a")
@@ -216,8 +216,8 @@ def scale_down_around(project: ChaosProject, how: str, *, rate: float = 300.0, w
     fleet = project.start(project.write([route("work", workers, "handlers.slow:record" if slow else
                                                "handlers.chaos:record")], fleet=fleet_settings))
     wait_until(lambda: subscribed(fleet, "work", workers), 30, f"{workers} subscribed workers")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "work", rate=rate)
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "work", rate=rate)
     faults: list[Fault] = []
     victim = f"work/{workers - 1}"
     try:

@@ -30,6 +30,7 @@ from rmqtui.engine.config import load
 from rmqtui.engine.snapshot import BrokerState, WorkerState
 from rmqtui.engine.supervisor import Fleet
 from rmqtui.testing import WaitTimeout, wait_for
+from rmqtui.testing.mqtt import Target, connect, new_client
 
 FAIL_EVERY = 97  # the handler raises on seq % FAIL_EVERY == 0: those must end dead-lettered
 
@@ -171,7 +172,7 @@ class Publisher:
     ``acked()`` is the set of sequence numbers the broker acknowledged.
     """
 
-    def __init__(self, port: int, route_name: str, *, rate: float = 400.0, window: int = 200, start: int = 0,
+    def __init__(self, port: Target, route_name: str, *, rate: float = 400.0, window: int = 200, start: int = 0,
                  extra: Callable[[int], dict] | None = None, limit: int | None = None) -> None:
         self.route = route_name
         self.limit = None if limit is None else start + limit
@@ -182,13 +183,12 @@ class Publisher:
         self._window = threading.Semaphore(window)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"chaos-pub-{os.getpid()}-{time.time_ns()}")
+        self.client = new_client(port, f"chaos-pub-{os.getpid()}-{time.time_ns()}")
         self.client.max_inflight_messages_set(window)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_publish = lambda *a: self._window.release()
-        self.client.connect("127.0.0.1", port)
+        connect(self.client, port)
         self.client.loop_start()
 
     def start(self) -> "Publisher":
@@ -237,17 +237,16 @@ class Publisher:
 class DeadLetters:
     """A persistent-session subscriber to ``rmqtui/dead/#`` that survives broker restarts."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: Target) -> None:
         self.by_route: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.errors: dict[tuple[str, int], str] = {}
         self.ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"chaos-dead-{time.time_ns()}",
-                                  clean_session=False)
+        self.client = new_client(port, f"chaos-dead-{time.time_ns()}", clean=False)
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_connect = lambda c, *a: c.subscribe("rmqtui/dead/#", 1)
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
+        connect(self.client, port)
         self.client.loop_start()
         wait_until(self.ready.is_set, 10, "the dead-letter subscription")
 
@@ -477,8 +476,8 @@ def worker_chaos(project: ChaosProject, *, seconds: float, rate: float = 400.0, 
     rng = random.Random(seed)
     fleet = project.start(project.write([route("work", workers)]))
     wait_until(lambda: subscribed(fleet, "work", workers), 30, f"{workers} subscribed workers")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "work", rate=rate)
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "work", rate=rate)
     inj = Injector(fleet, "work", rng, log=log)
     try:
         t_start = time.time()
@@ -523,15 +522,15 @@ def broker_crash(project: ChaosProject, *, rate: float = 400.0, workers: int = 3
     """Kill the embedded broker once under load; report what was lost (persistence saves every 2 s)."""
     fleet = project.start(project.write([route("work", workers)]))
     wait_until(lambda: subscribed(fleet, "work", workers), 30, f"{workers} subscribed workers")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "work", rate=rate)
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "work", rate=rate)
     faults: list[Fault] = []
     try:
         t_start = time.time()
         pub.start()
         wait_until(lambda: len(project.handled("work")) > rate * 0.5, 30, "throughput")
         time.sleep(before)  # steady load, not a correctness wait
-        old_pid = fleet.snapshot().broker.pid
+        old_pid, before = fleet.snapshot().broker.pid, fleet.snapshot().broker.address
         f = Fault("broker SIGKILL", time.time(), asserted=False)
         t0 = time.monotonic()
         os.kill(old_pid, signal.SIGKILL)  # from outside, as an OOM killer would
@@ -551,7 +550,7 @@ def broker_crash(project: ChaosProject, *, rate: float = 400.0, workers: int = 3
         f.recover = time.monotonic() - t0
         snap = fleet.snapshot()
         f.note = (f"broker up {up:.2f}s, workers resubscribed {resub:.2f}s, throughput back {f.recover:.2f}s; "
-                  f"port kept: {snap.broker.port == fleet.port}")
+                  f"address kept: {snap.broker.address == before}")
         log(f"  broker: {f.note}")
         faults.append(f)
         time.sleep(after)
@@ -574,8 +573,8 @@ def crashloop(project: ChaosProject, *, rate: float = 300.0, workers: int = 3, a
     fleet = project.start(project.write([route("cl", workers, "handlers.chaos:crashy")],
                                         fleet={"poison_crashes": 100}))
     wait_until(lambda: subscribed(fleet, "cl", workers), 30, f"{workers} subscribed workers")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "cl", rate=rate)
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "cl", rate=rate)
     faults: list[Fault] = []
     facts: dict = {}
     try:
@@ -621,8 +620,8 @@ def poison(project: ChaosProject, *, rate: float = 300.0, workers: int = 2, coun
     assert poison_seq % FAIL_EVERY
     fleet = project.start(project.write([route("p", workers)], fleet={"poison_crashes": 3}))
     wait_until(lambda: subscribed(fleet, "p", workers), 30, f"{workers} subscribed workers")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "p", rate=rate, limit=count,
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "p", rate=rate, limit=count,
                     extra=lambda s: {"exit": True} if s == poison_seq else {})
     facts: dict = {}
     faults: list[Fault] = []

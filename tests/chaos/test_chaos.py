@@ -99,8 +99,8 @@ def test_release_of_a_crashlooping_slot_does_not_dead_letter_unhandled_messages(
     chaos.set_bad_slot("cl/0")
     fleet = chaos.start(chaos.write([route("cl", 1, "handlers.chaos:crashy")], fleet={"poison_crashes": 100}))
     wait_until(lambda: subscribed(fleet, "cl", 1), 30, "the worker")
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "cl", rate=200, limit=200, extra=lambda s: {"seq": s * FAIL_EVERY + 1}).start()
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "cl", rate=200, limit=200, extra=lambda s: {"seq": s * FAIL_EVERY + 1}).start()
     try:
         wait_until(lambda: (w := worker(fleet, "cl/0")) and w.state is WorkerState.CRASHLOOP, 60, "crashloop")
         # the route's only slot is never released (the broker must queue, not drop): it keeps retrying

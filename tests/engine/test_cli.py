@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -106,11 +107,13 @@ def _all_gone(procs: list[psutil.Process]) -> bool:
 
 def test_headless_runs_the_example_fleet_and_counts_load(started, tmp_path):
     snap = started.status()
-    assert snap["broker"]["port"] == started.port and snap["broker"]["embedded"] is True
+    assert snap["broker"]["embedded"] is True and snap["broker"]["tcp"] is False
+    sock = snap["broker"]["unix_path"]
+    assert sock and stat.S_ISSOCK(os.stat(sock).st_mode), "the embedded broker listens on its private socket"
     r = run(["load", "-n", "300", "-r", "2000"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "sent 300, acknowledged 300" in r.stdout
-    assert f":{started.port}" in r.stdout, "load must find the running fleet's broker"
+    assert sock in r.stdout, "load must find the running fleet's broker"
     wait_for(lambda: started.status()["handled"] >= 300, timeout=20, what="300 handled")
     per_route = {r["name"]: r["handled"] for r in started.status()["routes"]}
     assert per_route == {"sensor-data": 100, "telemetry": 100, "alerts": 100}

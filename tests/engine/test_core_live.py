@@ -103,7 +103,7 @@ def test_a_backlog_bigger_than_the_stop_survives_in_the_state_directory(project)
     fleet.start()
     try:
         wait_for(lambda: _subscribed(fleet, 2), what="2 subscribed workers")
-        assert publish(fleet.port, lambda i: f"jobs/{i}", 1500) == 1500
+        assert publish(fleet, lambda i: f"jobs/{i}", 1500) == 1500
     finally:
         fleet.stop(timeout=3)
     handled_first = len(project.records())
@@ -127,7 +127,7 @@ def test_fresh_discards_the_stored_sessions(project):
     fleet.start()
     try:
         wait_for(lambda: _subscribed(fleet, 1), what="a subscribed worker")
-        publish(fleet.port, lambda i: f"jobs/{i}", 800)
+        publish(fleet, lambda i: f"jobs/{i}", 800)
     finally:
         fleet.stop(timeout=1)
     before = len(project.records())
@@ -136,7 +136,7 @@ def test_fresh_discards_the_stored_sessions(project):
     try:
         wait_for(lambda: _subscribed(again, 1), what="a subscribed worker")
         assert any("--fresh" in r.message for r in again.logs_since(0))
-        publish(again.port, lambda i: f"jobs/{i}", 1, start=100_000)
+        publish(again, lambda i: f"jobs/{i}", 1, start=100_000)
         wait_for(lambda: 100_000 in project.records(), what="a new message handled")
         assert len(project.records()) < 800 and before < 800, "the old backlog should be gone"
     finally:
@@ -182,15 +182,17 @@ def test_restored_subscriptions_queue_what_arrives_before_the_workers_reconnect(
     """Mosquitto forgets $share subscriptions over its own restart; the fleet restores them before its workers."""
     import paho.mqtt.client as mqtt
 
+    from rmqtui.engine.protocol import BrokerSettings
     from rmqtui.engine.supervisor.broker_keeper import restore_subscriptions
 
     broker = EmbeddedBroker(tmp_path, port=free_port())
     broker.start()
     try:
         subs = [("rmqtui-test-work-0", "$share/g/jobs/+", 1)]
-        assert restore_subscriptions("127.0.0.1", broker.port, "v3.1.1", subs) == 1  # the first run's session
+        access = BrokerSettings(host="127.0.0.1", port=broker.port)
+        assert restore_subscriptions(access, subs) == 1  # the first run's session
         broker.restart()  # persistence saved and loaded; the $share subscription is gone
-        assert restore_subscriptions("127.0.0.1", broker.port, "v3.1.1", subs) == 1
+        assert restore_subscriptions(access, subs) == 1
         assert publish(broker.port, lambda i: f"jobs/{i}", 5) == 5
         got = []
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rmqtui-test-work-0", clean_session=False)

@@ -8,6 +8,7 @@ import signal
 import psutil
 
 from rmqtui.engine.snapshot import WorkerState
+from rmqtui.testing.mqtt import connect, new_client
 
 from .conftest import live_workers, publish, wait_for
 
@@ -23,7 +24,7 @@ def _subscribed(fleet, route, n):
 def test_shared_route_handles_every_message_once_spread_over_all_workers(project, start_fleet):
     fleet = start_fleet(project.write([SHARED]))
     wait_for(lambda: _subscribed(fleet, "work", 3), what="3 subscribed workers")
-    acked = publish(fleet.port, lambda i: f"jobs/k{i % 5}/{i}", 900)
+    acked = publish(fleet, lambda i: f"jobs/k{i % 5}/{i}", 900)
     assert acked == 900
     wait_for(lambda: fleet.snapshot().route("work").handled >= 900, what="900 handled")
     seen = project.records()
@@ -47,7 +48,7 @@ def test_params_and_share_prefix_reach_the_handler(project, start_fleet):
     fleet = start_fleet(project.write([{"name": "t", "topic": "tele/{site}/{rest...}", "handler": "handlers.echo:handle",
                                          "workers": 2}]))
     wait_for(lambda: _subscribed(fleet, "t", 2))
-    publish(fleet.port, lambda i: f"tele/s{i}/a/b", 4)
+    publish(fleet, lambda i: f"tele/s{i}/a/b", 4)
     out = project.root / "handlers" / "echo.txt"
     wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 4)
     lines = sorted(out.read_text().splitlines())
@@ -76,7 +77,7 @@ def test_scale_down_under_load_loses_nothing(project, start_fleet):
     import threading
 
     done = []
-    t = threading.Thread(target=lambda: done.append(publish(fleet.port, lambda i: f"jobs/a/{i}", 3000, rate=1500)))
+    t = threading.Thread(target=lambda: done.append(publish(fleet, lambda i: f"jobs/a/{i}", 3000, rate=1500)))
     t.start()
     # scale down in the middle of the stream, not before it began
     wait_for(lambda: fleet.snapshot().route("work").handled >= 300, what="the stream to be under way")
@@ -110,7 +111,7 @@ def test_sigkilled_worker_is_restarted_under_the_same_client_id(project, start_f
     assert w.client_id == victim.client_id
     assert w.last_exit == -signal.SIGKILL
     # nothing published while it was down is lost: its session kept them
-    publish(fleet.port, lambda i: f"jobs/a/{i}", 300)
+    publish(fleet, lambda i: f"jobs/a/{i}", 300)
     wait_for(lambda: len(project.records()) == 300)
 
 
@@ -123,7 +124,7 @@ def test_handler_that_kills_its_process_ends_in_crashloop(project, start_fleet):
     fleet = start_fleet(project.write([{"name": "bad", "topic": "bad/{x}", "handler": "handlers.boom:handle",
                                         "workers": 1}], fleet={"poison_crashes": 100}))
     wait_for(lambda: _subscribed(fleet, "bad", 1))
-    publish(fleet.port, lambda i: f"bad/{i}", 20)
+    publish(fleet, lambda i: f"bad/{i}", 20)
     w = wait_for(lambda: next((w for w in fleet.snapshot().workers if w.state is WorkerState.CRASHLOOP), None),
                  timeout=30, what="crashloop")
     assert "status 7" in w.reason and w.last_exit == 7
@@ -161,18 +162,16 @@ def test_handler_exceptions_are_counted_retried_and_dead_lettered(project, start
                                         "workers": 1}], fleet={"handler_retries": 1}))
     wait_for(lambda: _subscribed(fleet, "f", 1))
     dead = []
-    import paho.mqtt.client as mqtt
-
     subscribed = []
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub = new_client(fleet)
     sub.on_message = lambda c, u, m: dead.append(m)
     sub.on_subscribe = lambda *a: subscribed.append(True)
-    sub.connect("127.0.0.1", fleet.port)
+    connect(sub, fleet)
     sub.subscribe("rmqtui/dead/#", 1)
     sub.loop_start()
     try:
         wait_for(lambda: subscribed, what="the dead-letter subscription (SUBACK)")
-        publish(fleet.port, lambda i: f"f/{i}", 10)
+        publish(fleet, lambda i: f"f/{i}", 10)
         wait_for(lambda: fleet.snapshot().workers[0].handled == 5 and fleet.snapshot().workers[0].failed == 5)
         wait_for(lambda: len(dead) == 5, what="5 dead letters")
     finally:
@@ -192,7 +191,7 @@ def test_debug_on_one_worker_emits_debug_records_from_that_worker_only(project, 
     assert fleet.set_log_level("DEBUG", "work/0").ok
     wait_for(lambda: [r for r in fleet.logs_since(0) if r.source == "work/0" and "DEBUG" in r.message],
              what="work/0 to confirm its new level")
-    publish(fleet.port, lambda i: f"jobs/a/{i}", 40)
+    publish(fleet, lambda i: f"jobs/a/{i}", 40)
     wait_for(lambda: fleet.snapshot().route("work").handled == 40)
     wait_for(lambda: [r for r in fleet.logs_since(0) if r.level == "DEBUG" and "handled" in r.message])
     debug = [r for r in fleet.logs_since(0) if r.level == "DEBUG"]
@@ -218,17 +217,16 @@ def test_snapshot_carries_process_figures(project, start_fleet):
     assert w.rss > w.uss > 1_000_000
     assert w.uptime is not None and w.uptime >= 0
     snap = fleet.snapshot()
-    assert snap.broker.state.value == "up" and snap.broker.embedded and snap.broker.port == fleet.port
+    assert snap.broker.state.value == "up" and snap.broker.embedded and snap.broker.unix_path == fleet.unix_path
+    assert snap.broker.address == "unix:broker.sock" and not snap.broker.tcp, "the private socket only"
 
 
 def test_retained_message_is_not_handled_once_per_member(project, start_fleet):
-    import paho.mqtt.client as mqtt
-
     path = project.write([SHARED])
     fleet = start_fleet(path)
     wait_for(lambda: _subscribed(fleet, "work", 3))
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.connect("127.0.0.1", fleet.port)
+    pub = new_client(fleet)
+    connect(pub, fleet)
     pub.loop_start()
     pub.publish("jobs/r/1", '{"seq": 100000}', qos=1, retain=True).wait_for_publish(5)
     pub.disconnect()
@@ -236,7 +234,7 @@ def test_retained_message_is_not_handled_once_per_member(project, start_fleet):
     wait_for(lambda: fleet.snapshot().route("work").handled == 1, what="the live delivery")
     fleet.scale("work", 4)  # a new member subscribes and is offered the retained copy
     wait_for(lambda: _subscribed(fleet, "work", 4))
-    publish(fleet.port, lambda i: f"jobs/a/{i}", 50)
+    publish(fleet, lambda i: f"jobs/a/{i}", 50)
     wait_for(lambda: fleet.snapshot().route("work").handled == 51)
     assert project.records()[100000] == 1
 

@@ -7,7 +7,6 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from rmqtui.engine.broker_sys import BrokerSysReader
-from rmqtui.engine.protocol import BrokerSettings
 from rmqtui.engine.metrics import FleetCollector, MetricsServer, RouteRecommendation
 from tests.engine.conftest import live_workers, publish, wait_for
 
@@ -67,7 +66,7 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
     wait_for(lambda: len([w for w in live_workers(fleet) if w.state.value == "subscribed"]) == 2,
              what="two subscribed workers")
     snap = fleet.snapshot()
-    reader = BrokerSysReader(BrokerSettings(host=snap.broker.host, port=snap.broker.port))
+    reader = BrokerSysReader(fleet.broker_settings())
     reader.start()
     recs = lambda: [RouteRecommendation("sensors", "suggest", 2, "steady: busy 3% of the time")]  # noqa: E731
     server = MetricsServer(FleetCollector(fleet.snapshot, reader.stats, recs), port=0)
@@ -75,7 +74,7 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
     try:
         wait_for(lambda: reader.stats().clients_connected is not None, what="the broker's $SYS figures")
         scrape(server.port)  # the share skew compares two scrapes
-        assert publish(snap.broker.port, lambda i: f"sensors/d{i % 7}/data", 60) == 60, "publishes acknowledged"
+        assert publish(fleet, lambda i: f"sensors/d{i % 7}/data", 60) == 60, "publishes acknowledged"
         wait_for(lambda: fleet.snapshot().route("sensors").handled >= 60, what="60 handled")
         wait_for(lambda: all(w.cpu_seconds is not None for w in live_workers(fleet)), what="a CPU sample each")
         families = scrape(server.port)
@@ -103,7 +102,7 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
         wait_for(lambda: any(w.id == victim and w.pid not in (None, old_pid) and w.state.value == "subscribed"
                              and w.cpu_seconds is not None for w in fleet.snapshot().workers),
                  what="the killed worker's slot to run again")
-        assert publish(snap.broker.port, lambda i: f"sensors/d{i % 7}/data", 60, start=60) == 60, "acked"
+        assert publish(fleet, lambda i: f"sensors/d{i % 7}/data", 60, start=60) == 60, "acked"
         wait_for(lambda: fleet.snapshot().route("sensors").handled >= 120, what="120 handled")
         after = scrape(server.port)
         for name in COUNTERS:

@@ -17,6 +17,7 @@ from rmqtui.cli import main
 from rmqtui.engine.broker import free_port
 from rmqtui.engine.config import load
 from rmqtui.engine.supervisor import Fleet
+from rmqtui.testing.mqtt import of_config
 from tests.engine.conftest import publish
 
 from .conftest import set_port, wait_for, write_files
@@ -43,7 +44,7 @@ def test_routemq_app_headless_runs_counts_and_stops_cleanly(project):
                  timeout=60, what="5 RouteMQ workers subscribed")
         assert (project / "routemq.toml").exists() and any("wrote" in x for x in other), \
             "--routemq-app writes the project's routemq.toml when it is missing"
-        assert publish(port, lambda i: f"devices/d{i}/telemetry", 12) == 12
+        assert publish(of_config(project / "routemq.toml"), lambda i: f"devices/d{i}/telemetry", 12) == 12
         wait_for(lambda: sum(w["handled"] for w in status()["workers"]
                              if w["route"] == "devices-device_id-telemetry") == 12, what="12 handled")
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -103,7 +104,7 @@ def test_routemq_own_scaffold_project_runs_unchanged(tmp_path):
     try:
         wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["subscribed"], timeout=60,
                  what="the scaffold's route subscribed")
-        assert publish(fleet.config.broker.port, lambda i: "devices/message/abc", 1) == 1
+        assert publish(fleet, lambda i: "devices/message/abc", 1) == 1
         wait_for(lambda: fleet.snapshot().workers[0].handled == 1, what="the scaffold's handler to finish")
         logs = [r.message for r in fleet.logs_since(0)]
         assert any("[INCOMING] Topic: devices/message/abc" in m for m in logs), \
@@ -131,7 +132,7 @@ def test_redis_enabled_in_dotenv_is_seen_by_routemq_at_import_and_set_up_per_wor
     try:
         wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["subscribed"], timeout=60,
                  what="the route subscribed")
-        assert publish(fleet.config.broker.port, lambda i: "ping", 1) == 1
+        assert publish(fleet, lambda i: "ping", 1) == 1
         wait_for(lambda: fleet.snapshot().workers[0].handled == 1, what="the message handled despite Redis")
         logs = " | ".join(r.message for r in fleet.logs_since(0))
         assert ("Redis integration enabled" in logs or "Redis is enabled but redis package is not installed"

@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psutil
 import pytest
 
@@ -22,6 +21,7 @@ from rmqtui.engine.config import load
 from rmqtui.engine.supervisor import Fleet
 from rmqtui.message import Message
 from rmqtui.routemq.commands import load_config_with_dotenv
+from rmqtui.testing.mqtt import connect, new_client
 from tests.engine.conftest import publish
 
 from .conftest import records, set_port, wait_for
@@ -56,11 +56,11 @@ def workers(fleet: Fleet, route: str) -> list:
 
 
 def test_handlers_see_routemq_arguments_through_the_middleware(fleet, project):
-    port = fleet.config.broker.port
+    port = fleet  # the fleet's own broker (its private socket)
     assert publish(port, lambda i: f"devices/d{i % 3}/telemetry", 30) == 30
     assert publish(port, lambda i: "devices/d9/status", 1, start=100) == 1
-    raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    raw.connect("127.0.0.1", port)
+    raw = new_client(fleet)
+    connect(raw, fleet)
     raw.loop_start()
     raw.publish("devices/d9/status", b"not json", qos=1).wait_for_publish(10)
     raw.disconnect()
@@ -89,7 +89,7 @@ def test_handlers_see_routemq_arguments_through_the_middleware(fleet, project):
 
 
 def test_a_sigkilled_worker_loses_nothing_at_qos1(fleet, project):
-    port = fleet.config.broker.port
+    port = fleet  # the fleet's own broker (its private socket)
     total = 600
     sender = threading.Thread(target=publish, args=(port, lambda i: f"devices/d{i % 5}/telemetry", total),
                               kwargs={"rate": 300.0}, daemon=True)
@@ -108,13 +108,13 @@ def test_a_sigkilled_worker_loses_nothing_at_qos1(fleet, project):
 
 
 def test_a_handler_replies_with_client_publish(fleet, project):
-    port = fleet.config.broker.port
+    port = fleet  # the fleet's own broker (its private socket)
     replies: list[dict] = []
-    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    listener = new_client(fleet)
     listener.on_message = lambda c, u, m: replies.append(json.loads(m.payload))
     subscribed = threading.Event()
     listener.on_subscribe = lambda *a: subscribed.set()
-    listener.connect("127.0.0.1", port)
+    connect(listener, fleet)
     listener.subscribe("replies/#", qos=1)
     listener.loop_start()
     try:
@@ -160,8 +160,8 @@ def test_v5_trace_context_reaches_routemq(project):
     try:
         wait_for(lambda: [w.state.value for w in fleet.snapshot().workers] == ["subscribed"] * 5, timeout=60,
                  what="all 5 RouteMQ workers subscribed over MQTT v5")
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        client.connect("127.0.0.1", fleet.config.broker.port)
+        client = new_client(fleet, protocol="v5")
+        connect(client, fleet)
         client.loop_start()
         props = Properties(PacketTypes.PUBLISH)
         props.UserProperty = ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")

@@ -66,7 +66,7 @@ async def test_d_shows_debug_records_of_the_selected_worker(fleet):
         assert selected is not None
         await pilot.press("d")
         await until(pilot, lambda: fleet.snapshot().workers[selected.slot].debug, what="debug on")
-        await asyncio.to_thread(publish, fleet.port, lambda i: f"jobs/{i}", 20)
+        await asyncio.to_thread(publish, fleet, lambda i: f"jobs/{i}", 20)
 
         def debug_lines():
             text = [strip.text for strip in app.log_pane.lines]

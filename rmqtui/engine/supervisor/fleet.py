@@ -122,7 +122,7 @@ class Fleet:
             # the private socket in the 0700 runtime directory is the only way in unless TCP is asked for;
             # a TCP listener then admits only the generated per-fleet login (and refuses a taken port)
             broker = EmbeddedBroker(self._state_dir, host=b.host, port=b.port, binary=b.mosquitto,
-                                    unix_socket=runtime.fleet_runtime_dir(self.config.path) / "broker.sock",
+                                    unix_socket=runtime.broker_socket(self.config.path),
                                     listen_tcp=b.listen_tcp, authenticate_tcp=True, move_if_taken=False,
                                     limits=BrokerLimits(max_packet_size=b.max_packet_size))
             resumed = (broker.dir / "mosquitto.db").exists()
