@@ -131,6 +131,11 @@ def cmd_run(argv: list[str]) -> int:
     from .engine.supervisor import Fleet
 
     _forget_password_env(config)
+    detacher = None
+    if not args.no_ui:
+        from .detach import split
+
+        detacher = split()  # before any thread: the TUI may detach later and leave the fleet running
     fleet = Fleet(config, fresh=args.fresh)
     stop_timeout = config.fleet.drain_timeout + 2
     host = ctl.claim(fleet, config, control=not args.no_control)  # control socket: one fleet per config
@@ -160,7 +165,17 @@ def cmd_run(argv: list[str]) -> int:
             code = run_headless(fleet, interval=args.interval or 2.0, as_json=args.json,
                                 log_level=args.log_level or config.fleet.log_level, stop_timeout=stop_timeout)
         else:
-            code = _run_tui(fleet, stop_timeout)
+            code = _run_tui(fleet, stop_timeout, detacher)
+            if code == DETACHED:
+                from .engine import runtime
+                from .headless import run_headless
+
+                detacher.detach(runtime.fleet_state_dir(config.path) / "detached.log",
+                                f"rmqtui: detached; the fleet keeps running (pid {os.getpid()}). Back: rmqtui attach"
+                                f"{_config_flag(config)}; stop: rmqtui ctl{_config_flag(config)} stop")
+                with open(os.devnull, "w") as quiet:
+                    code = run_headless(fleet, interval=3600.0, out=quiet, log_level=args.log_level
+                                        or config.fleet.log_level, stop_timeout=stop_timeout)
         return code
     finally:
         ops.stop()
@@ -182,13 +197,23 @@ class _SignalStop(Exception):
     """The TUI left its loop because of a signal; the caller drains the fleet."""
 
 
-def _run_tui(fleet, stop_timeout: float) -> int:
-    """The TUI's own result (``q``: 0 drained, 1 stop failed, forced) or, after a signal, the drain's."""
+#: what :func:`_run_tui` returns when the operator detached (never an exit status)
+DETACHED = -1
+
+
+def _config_flag(config) -> str:
+    """`` -c PATH`` when ``config`` is not ./routemq.toml, for commands to copy."""
+    return "" if config.path == Path(DEFAULT_CONFIG).resolve() else f" -c {config.path}"
+
+
+def _run_tui(fleet, stop_timeout: float, detacher=None) -> int:
+    """The TUI's own result (``q``: 0 drained, 1 stop failed, forced; :data:`DETACHED`) or, after a signal,
+    the drain's."""
     import asyncio
 
-    from .ui.app import FORCED_EXIT, FleetApp
+    from .ui.app import DETACH_EXIT, FORCED_EXIT, FleetApp
 
-    app = FleetApp(fleet)
+    app = FleetApp(fleet, detachable=detacher is not None)
     signalled: list[int] = []
 
     def on_signal(signum, frame):
@@ -207,10 +232,13 @@ def _run_tui(fleet, stop_timeout: float) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    print(app.summary())
+    if app.return_code != DETACH_EXIT:
+        print(app.summary())
     if signalled:
         return drain(fleet, stop_timeout, f"{signal.Signals(signalled[0]).name} received")
     code = app.return_code if app.return_code is not None else exitcodes.FAILURE
+    if code == DETACH_EXIT:
+        return DETACHED
     if code == FORCED_EXIT:
         fleet.force()
         return exitcodes.FORCED

@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records (ctrl+c ends)")
     p.add_argument("--worker", help="only this worker's records")
     p.add_argument("-n", "--lines", type=int, default=50, help="how many recent records (default 50)")
+    p.add_argument("--wide", action="store_true", help="whole lines instead of cutting them at 80 columns")
+    p.add_argument("--json", action="store_true", help="one JSON object per record, whole")
     sub.add_parser("stop", help="drain every worker and stop the fleet")
     return ap
 
@@ -213,22 +215,33 @@ def format_status(snap: FleetSnapshot, *, pid: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def format_record(rec: LogRecord) -> str:
-    """One log record as a line for a terminal."""
+def format_record(rec: LogRecord, width: int | None = None) -> str:
+    """One log record for a terminal: its first line after time, level and source, further lines (a
+    traceback) indented; with ``width`` every line is cut to that many columns, ending in an ellipsis."""
     stamp = time.strftime("%H:%M:%S", time.localtime(rec.time))
-    return f"{stamp} {rec.level:<7} {rec.source}: {rec.message}"
+    first, *more = rec.message.splitlines() or [""]
+    lines = [f"{stamp} {rec.level:<7} {rec.source}: {first}"] + [f"    {line}" for line in more]
+    if width:
+        lines = [line if len(line) <= width else line[:width - 1] + "…" for line in lines]
+    return "\n".join(lines)
 
 
 def _logs(args) -> int:
     last = [0]
+    width = None if args.wide else 80
+
+    def show(raw: dict) -> None:
+        if args.json:
+            print(json.dumps(raw, separators=(",", ":")), flush=True)
+        else:
+            print(format_record(record_from_dict(raw), width), flush=True)
 
     def on_notify(method: str, params: dict) -> None:
         if method == "log":
             for raw in params.get("records", ()):
-                rec = record_from_dict(raw)
-                if rec.seq > last[0]:
-                    last[0] = rec.seq
-                    print(format_record(rec), flush=True)
+                if raw["seq"] > last[0]:
+                    last[0] = raw["seq"]
+                    show(raw)
             if params.get("dropped"):
                 print(f"({params['dropped']} records dropped: this terminal reads too slowly)", file=sys.stderr)
 
@@ -236,7 +249,7 @@ def _logs(args) -> int:
     try:
         records = conn.call("logs", {"since": 0, "worker": args.worker})["records"]
         for raw in records[-max(args.lines, 0):] if args.lines else []:
-            print(format_record(record_from_dict(raw)))
+            show(raw)
         last[0] = records[-1]["seq"] if records else 0
         if args.follow:
             conn.on_notify = on_notify

@@ -14,7 +14,7 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from .engine.broker_sys import make_client
+from .engine.broker_sys import address, make_client
 from .engine.protocol import BrokerSettings
 
 

@@ -20,6 +20,18 @@ _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its head and tail around a note of what was cut.
+
+    Used where text is made, before it crosses a pipe or goes into a message: an exception that quotes a
+    10 MB payload must not become a 10 MB log record.  The tail is kept because a traceback ends with
+    the line that matters."""
+    if len(text) <= limit:
+        return text
+    half = max(limit // 2, 1)
+    return f"{text[:half]} … [{len(text) - 2 * half} characters cut] … {text[-half:]}"
+
+
 def clean(text: str, limit: int = MAX_TEXT) -> str:
     """``text`` without escape sequences or control characters (tab and newline stay), at most ``limit`` chars."""
     if not isinstance(text, str):

@@ -28,6 +28,7 @@ from .views import ViewActions
 from .workers_table import WorkersTable, sort_workers
 
 FORCED_EXIT = 130
+DETACH_EXIT = 254  # the app's own code for "detach": the caller keeps the fleet running headless
 """Exit code when the operator forces the exit before the fleet has drained."""
 
 _ALERT_SOURCES = ("fleet", "broker")
@@ -46,7 +47,9 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         # Help and quit come first: a narrow footer cuts from the right and must keep them.
         Binding("question_mark", "help", "Help", key_display="?", id="help", tooltip="This list of keys"),
         Binding("q", "quit", "Quit", id="quit",
-                tooltip="Drain the fleet and quit; press again to force"),
+                tooltip="Drain the fleet and quit; press again to force (Q detaches instead)"),
+        Binding("Q", "detach", "Detach", key_display="Q", show=False, id="detach_owner",
+                tooltip="Detach: quit the TUI, the fleet keeps running headless (rmqtui attach comes back)"),
         Binding("plus", "add_worker", "Add", key_display="+", id="add_worker",
                 tooltip="Add a worker to the selected route"),
         Binding("minus", "remove_worker", "Remove", key_display="-", id="remove_worker",
@@ -94,9 +97,11 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
             super().__init__()
             self.error = error
 
-    def __init__(self, fleet: FleetControl, *, refresh: float = 1.0, stop_timeout: float = 10.0) -> None:
+    def __init__(self, fleet: FleetControl, *, refresh: float = 1.0, stop_timeout: float = 10.0,
+                 detachable: bool = False) -> None:
         super().__init__()
         self.fleet = fleet
+        self.detachable = detachable  # started from a terminal by `rmqtui`, which can keep the fleet running
         self.refresh_interval = refresh
         self.stop_timeout = stop_timeout
         self.fleet_snapshot: FleetSnapshot | None = None
@@ -349,6 +354,16 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         else:
             self.exit(return_code=0)
 
+    def action_detach(self) -> None:
+        """Quit the TUI and leave the fleet running headless, when this process can (see rmqtui/detach.py)."""
+        if self.quitting:
+            return
+        if not self.detachable:
+            self.notify("this TUI cannot detach (it was not started from a terminal by `rmqtui`); "
+                        "q stops the fleet", title="detach", severity="warning")
+            return
+        self.exit(return_code=DETACH_EXIT)
+
     def action_interrupt(self) -> None:
         """Ctrl-C, as headless: the first drains, the second forces."""
         self.action_quit()
@@ -381,4 +396,4 @@ def run_tui(fleet: FleetControl, *, refresh: float = 1.0) -> int:
     return app.return_code if app.return_code is not None else 1
 
 
-__all__ = ["FleetApp", "run_tui", "FORCED_EXIT"]
+__all__ = ["FleetApp", "run_tui", "FORCED_EXIT", "DETACH_EXIT"]

@@ -39,7 +39,7 @@ def test_broker_crash_is_recovered_and_losses_are_reported(chaos, figures):
     crash = result.rows[1]
     print(f"broker crash lost {crash.lost} acknowledged messages, e.g. {crash.lost_seqs[:10]}; "
           f"before the crash window: {result.rows[0].lost}")
-    assert crash.recover is not None and "port kept: True" in crash.note
+    assert crash.recover is not None and "address kept: True" in crash.note
     # once the broker is back and the workers resubscribed, the fleet is whole again
     assert result.rows[-1].lost == 0, result.rows[-1].lost_seqs[:20]
 

@@ -92,6 +92,14 @@ def test_ctl_operates_a_headless_fleet(config, headless) -> None:
     human = rmqtui("ctl", "status", config=config)
     assert human.returncode == 0 and "work/1" in human.stdout, human.stderr
     assert max(len(line) for line in human.stdout.splitlines()) <= 80, human.stdout
+    # the broker's start line names two long paths: cut for a terminal, whole with --wide or --json
+    logs = rmqtui("ctl", "logs", config=config)
+    assert logs.returncode == 0 and "embedded Mosquitto" in logs.stdout, logs.stderr
+    assert max(len(line) for line in logs.stdout.splitlines()) <= 80, logs.stdout
+    wide = rmqtui("ctl", "logs", "--wide", config=config).stdout
+    assert max(len(line) for line in wide.splitlines()) > 80 and "broker.sock" in wide, wide
+    records = [json.loads(line) for line in rmqtui("ctl", "logs", "--json", config=config).stdout.splitlines()]
+    assert any("broker.sock" in r["message"] for r in records), records[:3]
 
     scaled = rmqtui("ctl", "scale", "work", "5", config=config)
     assert scaled.returncode == 0, scaled.stderr

@@ -16,6 +16,7 @@ import pytest
 
 from rmqtui import exitcodes
 from rmqtui.engine.broker import EmbeddedBroker, free_port
+from rmqtui.testing.mqtt import connect, new_client, of_config
 
 from .conftest import wait_for
 
@@ -198,8 +199,8 @@ def test_headless_second_signal_is_a_forced_stop(tmp_path: Path) -> None:
 
     try:
         wait_for(lambda: (w := worker()) and w["state"] == "subscribed", timeout=30, what="the worker subscribed")
-        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{os.getpid()}")
-        pub.connect("127.0.0.1", port)
+        pub = new_client(of_config(tmp_path / "routemq.toml"), f"pub-{os.getpid()}")
+        connect(pub, of_config(tmp_path / "routemq.toml"))
         pub.loop_start()
         pub.publish("slow/1", b"x", qos=1).wait_for_publish(10)
         pub.disconnect()

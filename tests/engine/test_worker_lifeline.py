@@ -11,6 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rmqtui.testing.mqtt import of_config
+
 from .conftest import publish, wait_for
 
 STUCK = '''
@@ -37,7 +39,6 @@ time.sleep(3600)
 def test_workers_die_with_a_sigkilled_supervisor(project, how):
     project.handler("stuck", STUCK)
     path = project.write([{"name": "s", "topic": "s/{n}", "handler": "handlers.stuck:handle", "workers": 2}])
-    port = int(next(line.split("=")[1] for line in path.read_text().splitlines() if line.startswith("port")))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(path)], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -57,7 +58,7 @@ def test_workers_die_with_a_sigkilled_supervisor(project, how):
         wait_for(lambda: len(titles()) == 2, what="two workers named in ps", timeout=30)
         assert titles() == ["rmqtui: worker s/0", "rmqtui: worker s/1"], "ps shows each worker's route and slot"
         busy = project.root / "handlers" / "busy"
-        publish(port, lambda i: f"s/{i}", 1)
+        publish(of_config(path), lambda i: f"s/{i}", 1)
         wait_for(busy.exists, what="a worker stuck in its handler")
         stuck = psutil.Process(int(busy.read_text()))
         if how == "stopped":

@@ -27,12 +27,14 @@ from typing import Any, Callable
 from rmqtui.message import Message
 
 from ..protocol import WorkerSpec
+from ..textsafe import shorten
 from ..topics import TopicPattern, strip_share
 
 log = logging.getLogger("rmqtui.worker")
 
 #: Bytes of the failed payload a dead letter carries: a dead letter must never outgrow what failed.
 DEAD_LETTER_PAYLOAD_CAP = 64 * 1024
+DEAD_LETTER_ERROR_CAP = 4096  # characters of the error text (it may quote the payload)
 
 
 class _Mid:
@@ -84,7 +86,8 @@ def dead_letter_record(route: str, worker: str, topic: str, payload: bytes, erro
         encoding = "utf-8"
     except UnicodeDecodeError:
         body, encoding = clipped.hex(), "hex"
-    record = {"route": route, "topic": topic, "payload": body, "encoding": encoding, "error": error,
+    record = {"route": route, "topic": topic, "payload": body, "encoding": encoding,
+              "error": shorten(error, DEAD_LETTER_ERROR_CAP),
               "attempts": attempts, "worker": worker, "time": time.time()}
     if len(payload) > len(clipped):
         record["truncated_from"] = len(payload)

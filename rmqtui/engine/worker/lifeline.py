@@ -59,3 +59,10 @@ def arm_fork_server() -> None:
     if fork_server_pid is None and _running_as_fork_server():
         fork_server_pid = os.getpid()
         arm(None)
+        # Out of the terminal's session: a hangup (a closed ssh session, a detached TUI's terminal closing)
+        # or Ctrl-Z must reach the supervisor only, which drains the workers in order; killed by the
+        # terminal, the fork server would take every worker with it (their death signal) without a drain.
+        try:
+            os.setsid()
+        except OSError:  # already a group leader: not started by multiprocessing as we know it
+            pass

@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from ..protocol import EXIT_FAILED, EXIT_NETWORK, Drain, Heartbeat, LogLine, SetLogLevel, Status, WorkerSpec
+from ..textsafe import shorten
 from . import lifeline
 from .client import Connection, filter_problem
 from .dispatch import AsyncPump, Dispatcher
@@ -35,6 +36,10 @@ _STOP = None  # sentinel on the dispatch queue
 
 class StartError(Exception):
     """The worker cannot serve; the message is its status reason (one line)."""
+
+
+#: longest log text a worker sends (the supervisor keeps less); a handler's error may quote a huge payload
+LOG_TEXT_LIMIT = 16_000
 
 
 class PipeLogHandler(logging.Handler):
@@ -49,7 +54,7 @@ class PipeLogHandler(logging.Handler):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            self.channel.send(LogLine(record.created, record.levelname, text))
+            self.channel.send(LogLine(record.created, record.levelname, shorten(text, LOG_TEXT_LIMIT)))
         except Exception:  # a log record must never take the worker down
             self.handleError(record)
 
