@@ -90,11 +90,11 @@ class RateGate:
             self.dropped += 1
             return False
 
-    def due_report(self) -> int:
-        """Records dropped since the last report, at most once a second (0: nothing to say yet)."""
+    def due_report(self, force: bool = False) -> int:
+        """Records dropped since the last report, at most once a second unless ``force`` (0: nothing to say)."""
         with self.lock:
             now = self.clock()
-            if not self.dropped or now - self.reported < 1.0:
+            if not self.dropped or (now - self.reported < 1.0 and not force):
                 return 0
             n, self.dropped, self.reported = self.dropped, 0, now
             return n
