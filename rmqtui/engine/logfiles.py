@@ -208,28 +208,32 @@ class LineCapture(io.TextIOBase):
                 self._send(held)
 
 
+class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler whose files (the first and each rotated-in one) are created 0600."""
+
+    def _open(self):
+        return open(open_private(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A full disk loses file lines, not the TUI's screen: no traceback on stderr."""
+
+
 class FleetLog:
     """``fleet.log``: one line per record the supervisor gets, rotated by size."""
 
     def __init__(self, path: Path, limit: int = FLEET_LOG_BYTES, backups: int = BACKUPS) -> None:
         self.path = path
-        os.close(open_private(str(path)))  # 0600 before the handler opens it
-        self.handler = logging.handlers.RotatingFileHandler(path, maxBytes=limit, backupCount=backups,
-                                                            encoding="utf-8", delay=True)
+        self.handler = _PrivateRotatingHandler(path, maxBytes=limit, backupCount=backups, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        self._umask_lock = threading.Lock()
 
     def write(self, when: float, level: str, source: str, message: str) -> None:
-        record = logging.LogRecord(source, logging.getLevelName(level) if isinstance(
-            logging.getLevelName(level), int) else logging.INFO, "", 0, message, None, None)
+        number = logging.getLevelName(level)
+        record = logging.LogRecord(source, number if isinstance(number, int) else logging.INFO, "", 0,
+                                   message, None, None)
         record.created = when
         record.msecs = (when - int(when)) * 1000
         try:
-            old = os.umask(0o177)  # a rotated-in file is created 0600 too
-            try:
-                self.handler.emit(record)
-            finally:
-                os.umask(old)
+            self.handler.emit(record)  # reports its own errors (handleError) instead of raising
         except Exception:  # noqa: BLE001 - a full disk must not stop the fleet
             pass
 
