@@ -15,7 +15,12 @@ given terminal size, for ``--seconds`` per rate.  It prints, per rate:
 
 On a loaded machine ``key ms`` includes the wait for a CPU; compare the rates with each other.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/tui_logload.py [--rates 0,1,5,20] [--seconds 10]
+``--gated`` measures the case the issue names instead: fleet-wide debug at the load generator's top
+rate.  Whatever that rate, each worker's rate gate (:data:`rmqtui.engine.logfiles.RATE` records/s) caps
+what reaches the TUI at workers x RATE, so the flood runs at that ceiling; the line ends with the
+targets (key < 100 ms, app < 15 % of a core) and the load average, since other processes share the CPU.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/tui_logload.py [--rates 0,1,5,20] [--seconds 10] [--gated]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rmqtui.demo import FixedFleet  # noqa: E402
+from rmqtui.engine.logfiles import RATE  # noqa: E402
 from rmqtui.engine.snapshot import LogRecord  # noqa: E402
 from rmqtui.ui.app import FleetApp  # noqa: E402
 
@@ -115,8 +121,18 @@ def main() -> int:
     ap.add_argument("--rates", default="0,1,5,20", help="thousands of records per second, comma-separated")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", default="80x24")
+    ap.add_argument("--gated", action="store_true", help="fleet-wide debug at the rate gate's ceiling, with targets")
     a = ap.parse_args()
     size = tuple(int(v) for v in a.size.split("x"))
+    if a.gated:
+        workers = len(FixedFleet("debug").snapshot().workers)
+        r = asyncio.run(measure(workers * RATE, a.seconds, size))
+        ok = "meets" if r["key_max"] < 100 and r["cpu"] < 15 else "misses"
+        print(f"fleet-wide debug, {workers} workers x {RATE:.0f} records/s (the gate's ceiling) at {a.size}: "
+              f"key ms median {r['key_median']:.1f} max {r['key_max']:.1f} (target < 100), app cpu "
+              f"{r['cpu']:.1f} % (target < 15): {ok} the targets; load average "
+              f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+        return 0
     print(f"{'records/s':>10} {'app cpu%':>9} {'key ms med':>11} {'key ms max':>11} {'lag ms max':>11} "
           f"{'refresh ms':>11}")
     for rate in (float(r) * 1000 for r in a.rates.split(",")):

@@ -53,6 +53,20 @@ def format_status(snap: FleetSnapshot) -> str:
     return "\n".join(lines)
 
 
+def quit_summary(snap: FleetSnapshot | None) -> str:
+    """A few lines for the terminal after quitting: uptime, the fleet's totals, where the logs are."""
+    if snap is None:
+        return "rmqtui: no snapshot of the fleet was ever taken"
+    failed = sum(r.failed for r in snap.routes)
+    dead = sum(w.dead_lettered for w in snap.workers)
+    lines = [f"rmqtui: up {fmt.duration(snap.uptime)}, handled {snap.handled}, failed {failed}, "
+             f"dead-lettered {dead} (workers still in the fleet at the end)"]
+    logs = snap.extra.get("log_dir") if isinstance(snap.extra, dict) else None
+    if logs:
+        lines.append(f"rmqtui: logs in {logs} (fleet.log and one file per slot, rotated)")
+    return "\n".join(lines)
+
+
 def snapshot_json(snap: FleetSnapshot) -> str:
     """The snapshot as one JSON line."""
     data = asdict(snap)
@@ -126,6 +140,8 @@ def run_headless(fleet: FleetControl, *, interval: float = 2.0, as_json: bool = 
             return exitcodes.FAILURE
         for rec in fleet.logs_since(seq):
             _print_log(rec, as_json, out, err)
+        if not as_json:
+            print(quit_summary(fleet.snapshot()), file=err, flush=True)
         return exitcodes.FORCED if forced else exitcodes.OK
     finally:
         for s, handler in previous.items():

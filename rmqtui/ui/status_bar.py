@@ -8,6 +8,7 @@ from textual.widgets import Static
 from rmqtui.engine.snapshot import BrokerState, FleetSnapshot, WorkerState
 
 from .. import format as fmt
+from ..headless import quit_summary  # noqa: F401 - the TUI prints the same lines as headless
 from .routes_table import subscribed_by_route
 
 _BROKER_STYLE = {
@@ -55,17 +56,3 @@ class StatusBar(Static):
                 ("log ", "bold"), debug,
             )
         self.update(Content("\n").join([line1, line2]))
-
-
-def quit_summary(snap: FleetSnapshot | None) -> str:
-    """A few lines for the terminal after quitting: uptime, the fleet's totals, where the logs are."""
-    if snap is None:
-        return "rmqtui: no snapshot of the fleet was ever taken"
-    failed = sum(r.failed for r in snap.routes)
-    dead = sum(w.dead_lettered for w in snap.workers)
-    lines = [f"rmqtui: up {fmt.duration(snap.uptime)}, handled {snap.handled}, failed {failed}, "
-             f"dead-lettered {dead} (workers still in the fleet at the end)"]
-    logs = snap.extra.get("log_dir") if isinstance(snap.extra, dict) else None
-    if logs:
-        lines.append(f"rmqtui: logs in {logs}")
-    return "\n".join(lines)

@@ -16,6 +16,7 @@ class EventRing:
     def __init__(self, size: int = LOG_HISTORY) -> None:
         self._records: collections.deque[LogRecord] = collections.deque(maxlen=size)
         self.seq = 0
+        self.sink = None  # called with each record as it is added (the fleet log file)
 
     def add(self, level: str, source: str, message: str, when: float) -> LogRecord:
         """Append one record stamped ``when`` (unix time) and return it.
@@ -25,6 +26,8 @@ class EventRing:
         self.seq += 1
         record = LogRecord(self.seq, when, level, clean(source, 200), clean(message))
         self._records.append(record)
+        if self.sink is not None:
+            self.sink(record)
         return record
 
     def since(self, seq: int) -> list[LogRecord]:

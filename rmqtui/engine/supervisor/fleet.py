@@ -28,6 +28,7 @@ from .. import runtime
 from ..api import CommandResult
 from ..broker import BrokerError, BrokerLimits, EmbeddedBroker
 from ..config import Config
+from ..logfiles import FleetLog
 from ..protocol import BrokerSettings, broker_settings
 from ..snapshot import BrokerState, FleetSnapshot, LogRecord
 from ..stats import ProcessSampler
@@ -81,6 +82,7 @@ class Fleet:
         self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval)
         self._keeper: BrokerKeeper | None = None
         self._state_dir: Path | None = None
+        self._fleet_log: FleetLog | None = None
         self._state_file: Path | None = None
         self._layout: dict | None = None  # the slot layout last written to the state dir
         self._file_config = config
@@ -108,6 +110,7 @@ class Fleet:
             self._state_dir = runtime.fleet_state_dir(self.config.path)
             runtime.ensure_private_dir(self._state_dir / "logs")
             runtime.fleet_runtime_dir(self.config.path)
+            self._open_fleet_log()
         except runtime.RuntimePathError as exc:  # the CLI reports a BrokerError as a clean start failure
             raise BrokerError(str(exc)) from None
         stale = clean_stale_runtime(self.config.path)
@@ -213,6 +216,30 @@ class Fleet:
         self._note("INFO", "fleet", "fleet stopped")
         with self._lock:
             self._publish()
+            self._close_fleet_log()
+
+    def _open_fleet_log(self) -> None:
+        """Copy every record of the ring (those so far, then each new one) to ``logs/fleet.log``."""
+        try:
+            self._fleet_log = FleetLog(self._state_dir / "logs" / "fleet.log")
+        except OSError as exc:
+            self._note("WARNING", "fleet", f"no fleet log file: {exc}")
+            return
+        ring = self._core.ring
+
+        def sink(rec) -> None:
+            self._fleet_log.write(rec.time, rec.level, rec.source, rec.message)
+
+        with self._lock:
+            for rec in ring.since(0):
+                sink(rec)
+            ring.sink = sink
+
+    def _close_fleet_log(self) -> None:
+        if self._fleet_log is not None:
+            self._core.ring.sink = None
+            self._fleet_log.close()
+            self._fleet_log = None
 
     def force(self) -> None:
         """Kill every worker now (a second Ctrl-C): ``stop()`` then returns without waiting for drains."""
@@ -322,7 +349,8 @@ class Fleet:
             self._core, wall, self._sampler.get,
             supervisor=(os.getpid(), own.cpu_percent if own else None, own.rss if own else None),
             hostname=self._hostname,
-            extra={"sample_seconds": self._sampler.last_pass_seconds, "start_method": start_method()})
+            extra={"sample_seconds": self._sampler.last_pass_seconds, "start_method": start_method(),
+                   "log_dir": str(self._state_dir / "logs") if self._state_dir is not None else ""})
 
     def _publish(self) -> None:
         """Swap in a new snapshot; called with the lock held."""

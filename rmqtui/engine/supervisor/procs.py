@@ -16,6 +16,7 @@ import signal as signal_mod
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+from ..logfiles import rotate_if_big
 from ..protocol import Drain, Status, WorkerSpec
 
 
@@ -55,25 +56,6 @@ def stderr_tail(path: str | None, limit: int = 200) -> str:
     return lines[-1].strip()[:limit] if lines else ""
 
 
-LOG_LIMIT = 1 << 20  # a slot's stderr file is cut back to its tail past this many bytes
-
-
-def _trim(path: str | None) -> None:
-    """Keep a slot's stderr file (in the persistent state dir) from growing for ever: keep its tail."""
-    if not path:
-        return
-    try:
-        if os.path.getsize(path) <= LOG_LIMIT:
-            return
-        with open(path, "rb") as f:
-            f.seek(-LOG_LIMIT // 4, os.SEEK_END)
-            tail = f.read()
-        with open(path, "wb") as f:
-            f.write(tail)
-    except OSError:
-        pass
-
-
 class ProcessRunner:
     """Worker processes of one fleet, keyed by slot id."""
 
@@ -102,7 +84,7 @@ class ProcessRunner:
 
     def spawn(self, key: str, spec: WorkerSpec) -> int:
         """Start a process for slot ``key``; returns its pid (raises OSError and friends on failure)."""
-        _trim(spec.log_file)
+        rotate_if_big(spec.log_file)  # rotated like fleet.log, before the new process appends
         mid = self._mids.get(key)
         if mid is None:
             mid = self._mids[key] = self._ctx.RawValue("i", 0)

@@ -23,6 +23,7 @@ import traceback
 import uuid
 from typing import Any
 
+from ..logfiles import LineCapture, RateGate, dropped_message, open_private, rotate
 from ..protocol import EXIT_FAILED, EXIT_NETWORK, Drain, Heartbeat, LogLine, SetLogLevel, Status, WorkerSpec
 from ..textsafe import shorten
 from . import lifeline
@@ -43,13 +44,16 @@ LOG_TEXT_LIMIT = 16_000
 
 
 class PipeLogHandler(logging.Handler):
-    """Sends log records to the supervisor over the worker's pipe."""
+    """Sends log records to the supervisor over the worker's pipe, at most as fast as ``gate`` lets them."""
 
-    def __init__(self, channel: "Channel") -> None:
+    def __init__(self, channel: "Channel", gate: RateGate | None = None) -> None:
         super().__init__()
         self.channel = channel
+        self.gate = gate or RateGate()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.gate.take():
+            return
         try:
             text = record.getMessage()
             if record.exc_info:
@@ -261,22 +265,73 @@ class Worker:
             self.conn.stop(end_session=False)
 
 
+_gate = RateGate()  # this worker's records to the supervisor, whatever their level or origin
+_captures: list[LineCapture] = []
+
+
 def _setup_process(spec: WorkerSpec, channel: Channel) -> None:
     os.setsid()  # the terminal's signals go to the supervisor, which drains us in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     root = logging.getLogger()
-    root.handlers[:] = [PipeLogHandler(channel)]
+    root.handlers[:] = [PipeLogHandler(channel, _gate)]
     root.setLevel(spec.log_level)
     _set_title(spec)
     if spec.log_file:
         try:
-            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = open_private(spec.log_file)
         except OSError as exc:
             raise StartError(f"cannot open the worker log file {spec.log_file}: {first_line(exc)}") from exc
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+    _capture_output(spec.log_file, channel)
+
+
+def _capture_output(path: str | None, channel: Channel) -> None:
+    """Make each line the handler prints (stdout) or writes to stderr a log record, and keep it in the slot's file.
+
+    fd 1 and 2 stay on the slot's file: C-level writes and the interpreter's last traceback land there,
+    and the supervisor reads its last line as the exit reason.  Python-level writes reach that file at
+    once (nothing is buffered) and, per complete line, the supervisor as ``stdout: ...`` (INFO) or
+    ``stderr: ...`` (WARNING), through the same rate gate as every other record.
+    """
+    rotating = threading.Lock()
+
+    def emit(level: str, name: str, text: str) -> None:
+        if logging.getLogger().isEnabledFor(logging.getLevelName(level)) and _gate.take():
+            channel.send(LogLine(time.time(), level, f"{name}: {text}"))
+
+    def on_big() -> None:  # the slot's file passed its cap: rotate it and point fd 1 and 2 at a new one
+        if path is None or not rotating.acquire(blocking=False):
+            return
+        try:
+            rotate(path)
+            fd = open_private(path)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        except OSError:
+            pass
+        finally:
+            rotating.release()
+
+    _captures[:] = [LineCapture("stdout", "INFO", 1, emit, on_big=on_big),
+                    LineCapture("stderr", "WARNING", 2, emit, on_big=on_big)]
+    sys.stdout, sys.stderr = _captures
+
+
+def _end_output(channel: Channel) -> None:
+    """At exit: send a held partial line and say how many records the rate gate dropped."""
+    for capture in _captures:
+        capture.close_line()
+    _report_drops(channel, force=True)
+
+
+def _report_drops(channel: Channel, force: bool = False) -> None:
+    n = _gate.due_report(force)
+    if n:
+        channel.send(LogLine(time.time(), "WARNING", dropped_message(n)))
 
 
 def _set_title(spec: WorkerSpec) -> None:
@@ -301,6 +356,13 @@ def run(spec: WorkerSpec, conn: Any, current_mid: Any) -> None:
     channel = Channel(conn)
     stop_signal = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_signal.set())
+    try:
+        _run(spec, conn, current_mid, channel, stop_signal)
+    finally:
+        _end_output(channel)
+
+
+def _run(spec: WorkerSpec, conn: Any, current_mid: Any, channel: Channel, stop_signal: threading.Event) -> None:
     try:
         _setup_process(spec, channel)
         problem = filter_problem(spec.subscribe_filter)
@@ -328,7 +390,7 @@ def run(spec: WorkerSpec, conn: Any, current_mid: Any) -> None:
 
 def _fail(channel: Channel, reason: str, detail: str = "") -> None:
     log.error("%s%s", reason, f"\n{detail.rstrip()}" if detail else "")
-    print(reason, file=sys.stderr, flush=True)
+    print(reason, file=sys.__stderr__, flush=True)  # the file's last line (the exit reason), not a second record
     channel.status("failed", reason)
     sys.exit(EXIT_FAILED)
 
@@ -344,12 +406,13 @@ def _serve(worker: Worker, conn: Any, stop_signal: threading.Event) -> int:
         if broken:
             reason = f"the MQTT network thread died: {broken}"
             log.error("%s; exiting so the slot restarts", reason)
-            print(reason, file=sys.stderr, flush=True)
+            print(reason, file=sys.__stderr__, flush=True)
             worker.channel.status("disconnected", reason)
             return EXIT_NETWORK
         if worker.fatal:
             worker.conn.stop(end_session=False)
             _fail(worker.channel, worker.fatal)
+        _report_drops(worker.channel)
         now = time.monotonic()
         if now >= next_beat:
             worker.heartbeat()
