@@ -146,3 +146,16 @@ def test_autoscale_never_scales_a_paused_route():
     scaler = RouteScaler(AutoscaleSettings(mode="on", min=1, max=4))
     d = scaler.decide(RouteSignals(route="work", shared=True, desired=0, running=0, busy=0.99), now=100.0)
     assert d.recommended == 0 and d.action == "hold" and d.code == "paused"
+
+
+def test_headless_json_carries_the_exit_causes():
+    import json
+
+    from rmqtui.headless import snapshot_json
+
+    f = fleet_of(1)
+    f.tell("work/0", beat(f.clock.wall))
+    f.end("work/0", -signal.SIGKILL)
+    data = json.loads(snapshot_json(f.snapshot()))
+    (exits,) = [w["exits"] for w in data["workers"]]
+    assert exits == [{"time": f.clock.wall, "code": -9, "cause": "killed from outside", "detail": ""}]
