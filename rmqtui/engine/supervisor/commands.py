@@ -36,12 +36,11 @@ def set_desired(core: FleetCore, pool: Pool, count: int, wall: float) -> Command
             f"(set shared = true for it in routemq.toml to scale it)")
     before, pool.desired = pool.desired, count
     if count == 0:
-        text = (f"route '{name}' paused (was {before}): its workers finish the message in hand and keep their "
-                f"sessions; the broker queues for them until the route is scaled up")
+        text = f"route '{name}' paused (was {before}): sessions kept, the broker queues for them"
     else:
         text = f"route '{name}': {count} worker{'s' if count != 1 else ''} wanted (was {before})"
         if before == 0:
-            text += "; its paused sessions resume first"
+            text += "; paused sessions resume first"
     core.note("INFO", "fleet", text, wall)
     return CommandResult.accepted(text)
 
