@@ -16,6 +16,7 @@ from rmqtui.engine.api import CommandResult
 from rmqtui.engine.snapshot import (
     BrokerSnapshot,
     BrokerState,
+    ExitRecord,
     FleetSnapshot,
     LogRecord,
     RouteSnapshot,
@@ -41,7 +42,9 @@ def workers_at(t: float) -> list[WorkerSnapshot]:
         _worker("orders", 0, WorkerState.SUBSCRIBED, received=90_412, handled=90_400, failed=9, dead_lettered=3,
                 rate=round(80 + 60 * wave(40), 1), handler_seconds=180.8, in_flight=3,
                 cpu_percent=round(10 + 25 * wave(30, 1), 1), rss=31 * MB, uss=int((6.5 + 3 * wave(90)) * MB),
-                fds=14, threads=4, restarts=2, uptime=3_600.0 + t, last_exit=-9),
+                fds=14, threads=4, restarts=2, uptime=3_600.0 + t, last_exit=-9,
+                exits=(ExitRecord(BASE - 5_400, 1, "crashed", "KeyError: 'id'"),
+                       ExitRecord(BASE - 3_600, -9, "killed from outside"))),
         _worker("orders", 1, WorkerState.SUBSCRIBED, received=45_100, handled=45_100, rate=round(30 + 10 * wave(20), 1),
                 handler_seconds=60.2, cpu_percent=round(4 + 3 * wave(25), 1), rss=29 * MB, uss=7 * MB, fds=13,
                 threads=4, uptime=600.0 + t),

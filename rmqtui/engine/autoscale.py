@@ -121,6 +121,8 @@ class RouteScaler:
             return to(s.desired, "off", "autoscale is off")
         if not s.shared:
             return to(s.desired, "not-shared", "not shared: a second worker would duplicate every message")
+        if s.desired == 0:
+            return to(0, "paused", "paused (scaled to 0): the broker queues for it; scale it up to resume")
         if self.pinned and mode == "on":
             return to(s.desired, "pinned", f"pinned: {self.pin_reason}; unpin to resume")
         lo, hi = self.settings.min, self.settings.max

@@ -25,6 +25,7 @@ class WorkerState(str, enum.Enum):
     CRASHLOOP = "crashloop"
     FAILED = "failed"
     HUNG = "hung"
+    PAUSED = "paused"  # its route is scaled to 0; the broker keeps its session and queues for it
 
     @property
     def is_problem(self) -> bool:
@@ -47,6 +48,16 @@ class BrokerState(str, enum.Enum):
     RESTARTING = "restarting"
     AUTH_FAILED = "auth-failed"
     STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """One ended process of a slot: when (unix time), its exit code (negative = signal) and the cause."""
+
+    time: float
+    code: int | None
+    cause: str  # killed from outside, crashed, hung, failed, released, drained, stopped, paused, restarted
+    detail: str = ""  # the last line of its stderr, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,7 @@ class WorkerSnapshot:
     uptime: float | None = None  # seconds since this process started
     log_level: str = "INFO"
     last_exit: int | None = None  # exit code of the previous process; negative = signal
+    exits: tuple[ExitRecord, ...] = ()  # the last exits of the slot's processes, oldest first
 
     @property
     def debug(self) -> bool:

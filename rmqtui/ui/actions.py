@@ -162,8 +162,8 @@ class OperatorActions:
             self._report(CommandResult.refused("no route selected"))
             return
         question = (f"Scale [b]{route}[/b] to how many workers?\n"
-                    f"Now {info.desired} wanted. 0 stops the route: its workers drain and leave the group, "
-                    f"and the broker drops what is published to it until it is scaled up again.")
+                    f"Now {info.desired} wanted. 0 pauses the route: its workers finish the message in hand "
+                    f"and keep their sessions, so the broker queues for them until it is scaled up again.")
 
         def answered(text: str | None) -> None:
             if text is None:
@@ -178,7 +178,7 @@ class OperatorActions:
                 return
             self._command("scale", route, count)
 
-        self.push_screen(PromptScreen(question, str(info.desired), "number of workers, 0 stops the route"), answered)
+        self.push_screen(PromptScreen(question, str(info.desired), "number of workers, 0 pauses the route"), answered)
 
     def action_toggle_debug(self: FleetApp) -> None:
         workers = self._targets()

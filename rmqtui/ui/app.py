@@ -59,7 +59,7 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         Binding("D", "toggle_fleet_debug", "Fleet debug", key_display="D", show=False, id="toggle_fleet_debug",
                 tooltip="Debug logging on/off, whole fleet"),
         Binding("s", "scale_route", "Scale", id="scale_route",
-                tooltip="Scale the selected route to N workers (0 stops it: new messages are dropped)"),
+                tooltip="Scale the selected route to N workers (0 pauses it: the broker queues for its sessions)"),
         Binding("r", "restart_worker", "Restart", id="restart_worker",
                 tooltip="Drain and restart the selected (or marked) workers"),
         Binding("x", "kill_worker", "Kill", id="kill_worker",

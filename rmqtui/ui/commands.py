@@ -12,7 +12,7 @@ PALETTE_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Toggle debug (worker)", "toggle_debug", "Debug logging on/off for the selected worker"),
     ("Toggle debug (fleet)", "toggle_fleet_debug", "Debug logging on/off for every worker"),
     ("Worker details", "show_detail", "Every figure, charts and the log of the selected worker"),
-    ("Scale route", "scale_route", "Set the worker count of the selected route (0 stops it)"),
+    ("Scale route", "scale_route", "Set the worker count of the selected route (0 pauses it)"),
     ("Mark worker", "toggle_mark", "Mark/unmark the selected worker for r, x and d"),
     ("Unmark all workers", "clear_marks", "Clear every mark"),
     ("Sort workers: next column", "sort_column(1)", "Sort by the column to the right"),

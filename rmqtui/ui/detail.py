@@ -21,8 +21,16 @@ _LABEL = 16  # cells left of each chart for its name and scale
 _TALL = 30  # from this screen height on, charts are two rows high
 
 
-def figures(w: WorkerSnapshot) -> Content:
-    """Every figure of ``w``'s snapshot, grouped in short lines that fit 80 columns."""
+def exits_line(w: WorkerSnapshot, now: float) -> str:
+    """The slot's last exits, newest first: cause, code or signal, how long ago."""
+    if not w.exits:
+        return "none yet"
+    return "; ".join(f"{e.cause} ({fmt.exit_cause(e.code)}) {fmt.duration(max(0.0, now - e.time))} ago"
+                     for e in reversed(w.exits))
+
+
+def figures(w: WorkerSnapshot, now: float | None = None) -> Content:
+    """Every figure of ``w``'s snapshot, grouped in short lines that fit 80 columns (``now``: unix time)."""
     handler = w.mean_handler_ms
     lines = [
         Content.assemble((w.id, "bold"), "  ", (w.state.value, "bold"),
@@ -40,6 +48,7 @@ def figures(w: WorkerSnapshot) -> Content:
                          f"CPU {fmt.percent(w.cpu_percent)}{'' if w.cpu_percent is None else '%'}"),
         Content.assemble(("restarts", "bold"), f" {w.restarts}  last exit {fmt.exit_cause(w.last_exit)}  "
                          f"fds {fmt.plain(w.fds)}  threads {fmt.plain(w.threads)}"),
+        Content.assemble(("exits   ", "bold"), exits_line(w, w.exits[-1].time if now is None and w.exits else now)),
     ]
     return Content("\n").join(lines)
 
@@ -110,9 +119,9 @@ class WorkerDetailScreen(Screen[None]):
         worker = next((w for w in snap.workers if w.id == self.worker_id), None)
         if worker is not None:
             self.worker = worker
-            self.figures.update(figures(worker))
+            self.figures.update(figures(worker, snap.time))
         elif self.worker is not None:
-            self.figures.update(Content.assemble(figures(self.worker), "\n",
+            self.figures.update(Content.assemble(figures(self.worker, snap.time), "\n",
                                                  ("no longer in the fleet (figures as last seen)", "$warning")))
         else:
             self.figures.update(Content.styled(f"{self.worker_id} is not in the fleet", "$warning"))

@@ -28,7 +28,7 @@ async def test_s_scales_the_selected_route_to_a_typed_number_and_says_what_0_doe
         await pilot.press("s")
         await pilot.pause()
         assert isinstance(app.screen, PromptScreen), "s asks for the number of workers"
-        assert "0 stops the route" in app.screen.question and "drops" in app.screen.question
+        assert "0 pauses the route" in app.screen.question and "queues" in app.screen.question
         await pilot.press("ctrl+a", "ctrl+k", "0", "enter")
         await pilot.pause()
         assert fleet.calls[-1] == ("scale", "orders", 0), "0 is a valid count"

@@ -50,9 +50,11 @@ async def test_enter_opens_the_detail_screen_with_every_figure() -> None:
         text = str(screen.figures.render())
         for expected in ("orders/0", "subscribed", "rmq-host-orders-0", "received 90412", "handled 90400",
                          "failed 9", "dead-lettered 3", "in flight 3", "RSS 31.0 MiB", "fds 14", "threads 4",
-                         "restarts 2", "last exit signal 9", "log INFO", "handler 2.00 ms/msg"):
+                         "restarts 2", "last exit signal 9", "log INFO", "handler 2.00 ms/msg",
+                         "killed from outside (signal 9)", "crashed (code 1)"):
             assert expected in text, f"{expected!r} missing from the detail figures"
         assert re.search(r"USS \d+\.\d MiB", text), "USS shown in MiB"
+        assert text.index("killed from outside") < text.index("crashed (code 1)"), "newest exit first"
         lines = [strip.text for strip in screen.log_pane.lines]
         assert lines and all(" orders/0 " in line for line in lines), "the detail log holds its worker only"
         await pilot.press("escape")
@@ -221,3 +223,15 @@ async def test_keys_on_the_detail_screen_act_on_its_worker_even_with_marks() -> 
         await pilot.press("r")
         await pilot.pause()
         assert fleet.calls[-1] == ("restart_worker", "orders/2"), "r restarts the worker on screen only"
+
+
+def test_the_demo_fleet_detail_shows_the_exit_causes_its_core_recorded() -> None:
+    from rmqtui.demo import FixedFleet
+    from rmqtui.ui.detail import figures
+
+    for scenario, worker, cause in (("normal", "sensor-data/2", "killed from outside (signal 9)"),
+                                    ("crashloop", "telemetry/1", "crashed (code 1)")):
+        snap = FixedFleet(scenario).snapshot()
+        w = next(w for w in snap.workers if w.id == worker)
+        assert w.exits, f"{scenario}: the demo's core recorded no exit for {worker}"
+        assert cause in str(figures(w, snap.time)), (scenario, w.exits)

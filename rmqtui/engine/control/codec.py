@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..api import CommandResult
-from ..snapshot import (BrokerSnapshot, BrokerState, FleetSnapshot, LogRecord, RouteSnapshot, WorkerSnapshot,
+from ..snapshot import (BrokerSnapshot, BrokerState, ExitRecord, FleetSnapshot, LogRecord, RouteSnapshot, WorkerSnapshot,
                         WorkerState)
 
 _WORKER_FIELDS = tuple(f.name for f in dataclasses.fields(WorkerSnapshot))
@@ -28,7 +28,11 @@ def _plain(obj: Any, names: tuple[str, ...]) -> dict:
     out = {}
     for name in names:
         value = getattr(obj, name)
-        out[name] = value.value if isinstance(value, (WorkerState, BrokerState)) else value
+        if isinstance(value, (WorkerState, BrokerState)):
+            value = value.value
+        elif name == "exits":
+            value = [dataclasses.asdict(e) for e in value]
+        out[name] = value
     return out
 
 
@@ -64,6 +68,7 @@ def snapshot_from_dict(data: dict) -> FleetSnapshot:
     for w in data["workers"]:
         w = _known(w, _WORKER_FIELDS)
         w["state"] = WorkerState(w["state"])
+        w["exits"] = tuple(ExitRecord(**e) for e in w.get("exits", ()))
         workers.append(WorkerSnapshot(**w))
     scalars = _known(data, _FLEET_SCALARS)
     return FleetSnapshot(broker=BrokerSnapshot(**broker), routes=tuple(routes), workers=tuple(workers),

@@ -35,10 +35,14 @@ def set_desired(core: FleetCore, pool: Pool, count: int, wall: float) -> Command
             f"route '{name}' is not shared: a second worker would handle every message twice "
             f"(set shared = true for it in routemq.toml to scale it)")
     before, pool.desired = pool.desired, count
-    core.note("INFO", "fleet", f"route '{name}': {count} worker{'s' if count != 1 else ''} wanted (was {before})",
-              wall)
-    return CommandResult.accepted(f"route '{name}': {count} worker{'s' if count != 1 else ''} wanted "
-                                  f"(was {before})")
+    if count == 0:
+        text = f"route '{name}' paused (was {before}): sessions kept, the broker queues for them"
+    else:
+        text = f"route '{name}': {count} worker{'s' if count != 1 else ''} wanted (was {before})"
+        if before == 0:
+            text += "; paused sessions resume first"
+    core.note("INFO", "fleet", text, wall)
+    return CommandResult.accepted(text)
 
 
 def add_worker(core: FleetCore, route: str, now: float, wall: float) -> Outcome:
@@ -67,7 +71,7 @@ def remove_worker(core: FleetCore, route: str, worker: str | None, now: float, w
     if pool.desired <= 1:
         return CommandResult.refused(
             f"route '{route}' keeps its last worker: with no member the broker drops its messages "
-            f"(to stop the route on purpose, scale it to 0: `s` in the TUI or `rmqtui ctl scale {route} 0`)"), []
+            f"(to pause the route, scale it to 0: `s` in the TUI or `rmqtui ctl scale {route} 0`)"), []
     if worker is None:
         return set_desired(core, pool, pool.desired - 1, wall), []
     slot = core.find(worker)

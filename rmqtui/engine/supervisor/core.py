@@ -152,7 +152,8 @@ class FleetCore:
             return []
         pool = self.pools[slot.route]
         out = self.absorb(slot.exited(code, tail, mid, now, self.policy, stopping=self.stopping,
-                                      others_serving=pool.serving_count(excluding=slot) > 0, spread=spread), wall)
+                                      others_serving=pool.serving_count(excluding=slot) > 0, spread=spread,
+                                      wall=wall), wall)
         if slot.phase is Phase.GONE:
             pool.forget(slot)
         return out
@@ -206,6 +207,9 @@ class FleetCore:
                 if index >= pool.desired and index not in pool.slots:
                     slot = Slot(name, index, f"{self.prefix}-{name}-{index}", self.log_level)
                     pool.slots[index] = slot
+                    if pool.desired == 0:  # a paused route stays paused: its sessions keep what they hold
+                        out += slot.pause(now, self.policy)
+                        continue
                     self.note("INFO", "fleet", f"{slot.id}: left over from the previous run; releasing its "
                                                f"session to the live workers", wall)
                     out += slot.retire(now, self.policy)

@@ -1,4 +1,7 @@
-"""A route's pool of slots: a desired count, and one reconcile step that makes reality match it."""
+"""A route's pool of slots: a desired count, and one reconcile step that makes reality match it.
+
+A desired count of 0 pauses the route: its slots stay, their processes stop keeping their sessions
+(the broker queues for them) and scaling up again resumes the same slots first."""
 
 from __future__ import annotations
 
@@ -44,13 +47,18 @@ class Pool:
                   forced: bool = False) -> list[Effect]:
         """One step: the pool's slot count towards ``desired``, due slots started, gone ones forgotten."""
         out: list[Effect] = []
-        if not stopping:
+        if not stopping and self.desired == 0:
+            for slot in self.active():  # paused: every slot keeps its session, the broker queues for it
+                out += slot.pause(now, policy)
+        elif not stopping:
             active = self.active()
             for _ in range(self.desired - len(active)):
                 self.new_slot(log_level)
-            if len(active) > self.desired:
+            if len(active) > self.desired:  # paused slots are not serving: the highest of them leave first
                 for slot in self.pick_retirees(len(active) - self.desired):
                     out += slot.retire(now, policy)
+            for slot in self.active():
+                out += slot.resume(now)  # the same client ids: the broker delivers what it queued
         for slot in list(self.slots.values()):
             if slot.phase is Phase.WAITING and now >= slot.next_start and not forced:
                 if slot.needs_release or (not stopping and not slot.retiring):

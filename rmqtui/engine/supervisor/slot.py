@@ -12,72 +12,16 @@ Every method returns a list of effects (:class:`Spawn`, :class:`Signal`,
 from __future__ import annotations
 
 import collections
-import enum
 import signal
-from dataclasses import dataclass
-from typing import Any, Union
 
 from ..protocol import EXIT_FAILED, Drain, Heartbeat
 from ..snapshot import WorkerState
 from .policy import ExitKind, RestartPolicy
+from ..snapshot import ExitRecord
+from .effects import Effect, Note, Phase, Send, Signal, Spawn, exit_cause, exit_words
 from .rates import RateMeter
 
-
-class Phase(str, enum.Enum):
-    """What the supervisor is doing with a slot."""
-
-    WAITING = "waiting"  # no process; started (or released) when next_start is due
-    STARTING = "starting"  # a process was asked for and has not subscribed yet
-    SERVING = "serving"  # the process subscribed
-    STOPPING = "stopping"  # asked to stop keeping its session (operator restart or fleet stop)
-    DRAINING = "draining"  # scale-down: unsubscribe, finish the backlog, end the session
-    RELEASING = "releasing"  # a release client runs under the slot's id
-    FAILED = "failed"  # the handler cannot load; waits for the operator
-    GONE = "gone"  # left the pool after its subscription was gone: forget it
-
-
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    """Start a process for slot ``key``: a worker, or a release client when ``release``."""
-
-    key: str
-    release: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """Send ``sig`` to the slot's process ``pid``."""
-
-    key: str
-    pid: int
-    sig: int
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send a protocol message to the slot's process."""
-
-    key: str
-    message: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """A record for the event ring (the core stamps the time)."""
-
-    level: str
-    source: str
-    message: str
-
-
-Effect = Union[Spawn, Signal, Send, Note]
-
-
-def exit_words(code: int | None) -> str:
-    """``killed by signal 9`` / ``exited with status 7`` / ``exited``."""
-    if code is None:
-        return "exited"
-    return f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+__all__ = ["Effect", "ExitRecord", "Note", "Phase", "Send", "Signal", "Slot", "Spawn", "exit_words"]
 
 
 class Slot:
@@ -117,6 +61,8 @@ class Slot:
         self.kill_sent = False
         self.poison_counts: dict[int, int] = {}
         self.poison: set[int] = set()
+        self.pausing = False  # its route is paused: the process stops keeping its session, then PAUSED
+        self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=5)  # the last exit causes
 
     # ------------------------------------------------------------------ reading
     @property
@@ -171,6 +117,9 @@ class Slot:
             return self._drain(now, policy)
         if stopping:
             return self.stop(now, policy)
+        if self.pausing:
+            self.pausing = False
+            return self.pause(now, policy)
         return []
 
     def spawn_failed(self, error: str, now: float, policy: RestartPolicy) -> list[Effect]:
@@ -217,7 +166,7 @@ class Slot:
         self.retiring = True
         if self.phase in (Phase.STARTING, Phase.SERVING):
             return self._drain(now, policy) if self.pid is not None else []  # spawned() drains it
-        if self.phase in (Phase.WAITING, Phase.FAILED):
+        if self.phase in (Phase.WAITING, Phase.FAILED, Phase.PAUSED):
             # its process is dead, its session may still be subscribed: release it first
             return self._release(now)
         return []  # stopping, draining or releasing: the exit decides
@@ -247,6 +196,40 @@ class Slot:
         self.next_start = 0.0
         self.phase = Phase.WAITING
         self.state, self.reason = WorkerState.STARTING, "restart requested"
+        return []
+
+    def pause(self, now: float, policy: RestartPolicy) -> list[Effect]:
+        """Its route is scaled to 0: stop like a fleet stop (keep the session, so the broker queues), then wait."""
+        if self.pausing or self.phase is Phase.PAUSED or self.retiring:
+            return []
+        if self.phase in (Phase.STARTING, Phase.SERVING, Phase.STOPPING):
+            self.pausing = True
+            self.restart_requested = False
+            if self.pid is None or self.phase is Phase.STOPPING:
+                return []  # spawned() pauses it, or the stop in progress ends in PAUSED
+            self.phase, self.since = Phase.STOPPING, now
+            self.term_sent = self.kill_sent = False
+            self.state, self.reason = WorkerState.DRAINING, "pausing: finishing the message in hand"
+            return [Send(self.id, Drain(timeout=policy.drain_timeout, keep_session=True))]
+        if self.phase in (Phase.WAITING, Phase.FAILED):
+            self._paused()
+        return []  # releasing: the next reconcile pauses it once the release client is done
+
+    def _paused(self) -> None:
+        self.phase, self.pausing = Phase.PAUSED, False
+        self.state, self.reason = WorkerState.PAUSED, "route paused: the broker queues for its session"
+
+    def resume(self, now: float) -> list[Effect]:
+        """Its route is scaled up again: start the same client id, so the broker delivers what it queued."""
+        if self.phase is Phase.PAUSED:
+            self.crashes.clear()
+            self.streak, self.crashloop = 0, False
+            self.phase, self.next_start = Phase.WAITING, now
+            self.state, self.reason = WorkerState.STARTING, "resuming its session"
+        elif self.pausing:
+            self.pausing = False
+            if self.phase is Phase.STOPPING:
+                self.restart_requested = True  # the stop in progress ends in a fresh start
         return []
 
     def _drain(self, now: float, policy: RestartPolicy) -> list[Effect]:
@@ -306,9 +289,19 @@ class Slot:
 
     # ------------------------------------------------------------------ exit
     def exited(self, code: int | None, tail: str, mid: int, now: float, policy: RestartPolicy, *,
-               stopping: bool, others_serving: bool, spread: float = 0.5) -> list[Effect]:
+               stopping: bool, others_serving: bool, spread: float = 0.5, wall: float | None = None) -> list[Effect]:
         """The slot's process ended with ``code`` (negative = signal); ``tail`` is its stderr's last line,
-        ``mid`` the message it was handling (0 = none)."""
+        ``mid`` the message it was handling (0 = none); the exit and its cause are kept in :attr:`exits`."""
+        before = (self.phase, self.pausing, self.restart_requested, self.retiring, self.subscribed, self.hung,
+                  self.kill_reason)
+        out = self._exited(code, tail, mid, now, policy, stopping=stopping, others_serving=others_serving,
+                           spread=spread)
+        cause = exit_cause(code, before, self.phase is Phase.GONE, stopping, policy)
+        self.exits.append(ExitRecord(now if wall is None else wall, code, cause, tail))
+        return out
+
+    def _exited(self, code: int | None, tail: str, mid: int, now: float, policy: RestartPolicy, *,
+                stopping: bool, others_serving: bool, spread: float) -> list[Effect]:
         phase = self.phase
         self._fold()
         self.pid = None
@@ -337,6 +330,10 @@ class Slot:
         if self.retiring:
             return [Note("WARNING", self.id, f"{why} while leaving the pool; releasing its session")
                     ] + self._release(now)
+        if self.pausing:
+            self._paused()
+            return [Note("INFO" if code == 0 else "WARNING", "fleet",
+                         f"{self.id}: paused; the broker keeps its session and queues for it (exit {code})")]
         if phase is Phase.STOPPING and self.restart_requested:
             self.restart_requested = False
             self.phase, self.next_start = Phase.WAITING, now

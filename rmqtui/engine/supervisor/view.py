@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..snapshot import BrokerSnapshot, FleetSnapshot, RouteSnapshot, WorkerSnapshot
+from ..snapshot import BrokerSnapshot, ExitRecord, FleetSnapshot, RouteSnapshot, WorkerSnapshot
+from ..textsafe import clean
 from .core import FleetCore
 from .slot import Slot
 
@@ -54,7 +55,12 @@ def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
         threads=sample.threads if sample else None, cpu_seconds=sample.cpu_seconds if sample else None,
         restarts=slot.restarts,
         uptime=(wall - slot.started) if (slot.started is not None and pid) else None, log_level=slot.log_level,
-        last_exit=slot.last_exit)
+        last_exit=slot.last_exit, exits=tuple(_clean_exit(e) for e in slot.exits))
+
+
+def _clean_exit(e: ExitRecord) -> ExitRecord:
+    """The record with its stderr line made safe for a terminal or JSON."""
+    return ExitRecord(e.time, e.code, e.cause, clean(e.detail)) if e.detail else e
 
 
 def _in_flight(hb) -> int:
