@@ -86,7 +86,7 @@ def stop_and_restart(project: ChaosProject, *, rate: float = 300.0, workers: int
     path = _project_config(project, workers, external)
     fleet = project.start(path)
     wait_until(lambda: subscribed(fleet, "work", workers), 30, f"{workers} subscribed workers")
-    port = fleet.port
+    port = fleet.broker_settings()  # kept across the restart: same config, same socket
     sink = DeadLetters(port)
     pub = Publisher(port, "work", rate=rate)
     faults: list[Fault] = []

@@ -18,8 +18,8 @@ def test_pause_then_resume_loses_nothing_published_while_paused(chaos, figures):
     fleet = chaos.start(chaos.write([route("work", 2)]))
     wait_until(lambda: subscribed(fleet, "work", 2), 30, "2 subscribed workers")
     clients = {w.id: w.client_id for w in fleet.snapshot().workers}
-    sink = DeadLetters(fleet.port)
-    pub = Publisher(fleet.port, "work", rate=200)
+    sink = DeadLetters(fleet)
+    pub = Publisher(fleet, "work", rate=200)
     faults: list[Fault] = []
     try:
         t_start = time.time()

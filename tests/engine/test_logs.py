@@ -134,7 +134,7 @@ def test_fleet_log_and_quit_summary_name_the_log_directory(project, start_fleet)
                                         "shared": True, "workers": 1, "qos": 1}]))
     wait_for(lambda: any(w.state.value == "subscribed" for w in fleet.snapshot().workers),
              what="a subscribed worker")
-    assert publish(fleet.port, lambda i: "jobs/1", 1) == 1
+    assert publish(fleet, lambda i: "jobs/1", 1) == 1
     wait_for(lambda: any(r.message == "stdout: handled jobs/1" for r in fleet.logs_since(0)),
              what="the print as a record")
     fleet.stop(timeout=10)

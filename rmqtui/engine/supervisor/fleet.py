@@ -146,8 +146,11 @@ class Fleet:
                 self._note("WARNING", "broker", "running as root: the embedded broker and every worker run as "
                                                 "root too; start rmqtui as an ordinary user unless you need root")
             if resumed:
+                # every slot the last run had (a paused route's too) and every slot this run wants
+                known = read_layout(self._state_dir)
                 subs = [(f"{self.prefix}-{name}-{i}", pool.filter, pool.route.qos)
-                        for name, pool in self._core.pools.items() for i in range(pool.desired)]
+                        for name, pool in self._core.pools.items()
+                        for i in sorted(set(range(pool.desired)) | set(known.get(name, ())))]
                 n = restore_subscriptions(self.broker_settings(), subs)
                 self._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
                                              f"restored before the workers start")
