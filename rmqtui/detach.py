@@ -4,14 +4,13 @@ The shell gives its prompt back only when the process it started exits, and the
 workers and the broker die with the process that started them.  So a TUI that
 may detach splits once, before any thread exists: the process the shell waits
 for becomes a small *waiter* that touches no terminal, and its child runs the
-fleet and the TUI as usual.  The waiter drops the terminal's Ctrl-C and
-hangup (the child, in the same foreground process group, gets them and
-drains), passes signals sent to it on, and exits with the child's status; the child dies
-with the waiter (``PR_SET_PDEATHSIG``), so nothing outlives rmqtui.
+fleet and the TUI as usual, in a session of its own.  The waiter passes every
+signal on (a hangup once) and exits with the child's status; the child dies with
+the waiter (``PR_SET_PDEATHSIG``), so nothing outlives rmqtui.
 
-On detach the child leaves the terminal's session (``setsid``), points its
-standard streams away from the terminal, tells the waiter (SIGUSR2), which exits 0, and
-runs on headless until ``rmqtui ctl stop`` or a signal stops it.
+On detach the child points its standard streams away from the terminal and
+tells the waiter (SIGUSR2), which exits 0; the child runs on headless until
+``rmqtui ctl stop`` or a signal stops it.
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import NoReturn
 
 _PR_SET_PDEATHSIG = 1
-_SI_USER = 0  # siginfo si_code of a signal sent with kill(); the terminal's come from the kernel
 #: what the waiter handles itself; blocked before the split, the child unblocks them at once
 _WAITED = {signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-           signal.SIGCHLD}
+           signal.SIGCHLD, signal.SIGWINCH}
 
 
 def _death_signal(sig: int) -> bool:
@@ -54,7 +52,6 @@ class Detacher:
         to ``log_path`` (0600)."""
         print(message, flush=True)
         _death_signal(0)  # from now on the fleet outlives the waiter on purpose
-        os.setsid()  # no controlling terminal: a closed ssh session sends this process nothing
         null = os.open(os.devnull, os.O_RDWR)
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         sys.stdout.flush()
@@ -87,6 +84,11 @@ def split() -> Detacher | None:
     if child:
         _wait(child)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    # Out of the terminal's session at once: the terminal's signals reach the waiter only, which passes
+    # each on exactly once.  In the terminal's process group the child would get a hangup twice (from the
+    # kernel and from the shell's killpg) and take the second for "force"; and the fork server it starts
+    # would die of a hangup after a detach, taking every worker with it.
+    os.setsid()
     _death_signal(signal.SIGTERM)  # the waiter SIGKILLed: drain and stop, as on a hangup
     if os.getppid() != waiter:  # it died before the death signal was armed
         os._exit(1)
@@ -96,8 +98,10 @@ def split() -> Detacher | None:
 def _wait(child: int) -> NoReturn:
     """The waiter: exit 0 when the child detaches, else with the child's own status.
 
-    The terminal's Ctrl-C and hangup reach the child directly (same foreground process group), so the
-    waiter drops those; the same signals sent to the waiter with ``kill`` are passed on, like SIGTERM."""
+    Every signal meant for rmqtui is passed on to the child (a window size change too: the TUI there
+    redraws); a hangup only once, since a closing terminal sends one from the kernel and another
+    from the shell, and a second one means "force" to the child."""
+    hung_up = False
     while True:
         info = signal.sigwaitinfo(_WAITED)
         sig = info.si_signo
@@ -109,9 +113,10 @@ def _wait(child: int) -> NoReturn:
         elif sig == signal.SIGUSR2:
             if info.si_pid == child:
                 os._exit(0)
-        elif sig in (signal.SIGINT, signal.SIGHUP) and info.si_code != _SI_USER:
-            continue  # from the terminal: the child has its own copy
+        elif sig == signal.SIGHUP and hung_up:
+            continue
         else:
+            hung_up = hung_up or sig == signal.SIGHUP
             try:
                 os.kill(child, sig)
             except ProcessLookupError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -88,3 +89,37 @@ def test_detach_leaves_the_fleet_running_until_ctl_stop(config) -> None:
         term.close()
         if term.proc.poll() is None:
             term.proc.kill()
+
+
+def _started(config) -> tuple[Terminal, list[int]]:
+    term = Terminal(config)
+    wait_for(lambda: b"subscribed" in term.pump() and subscribed(config, 2), timeout=30,
+             what="the TUI with 2 subscribed workers")
+    kids = psutil.Process(term.proc.pid).children(recursive=True)
+    return term, [p.pid for p in kids]
+
+
+def test_a_closing_terminal_without_detach_drains_once_and_leaves_nothing(config) -> None:
+    term, family = _started(config)
+    try:
+        # what a closing terminal and then the shell send to the job: two hangups, one drain (status 0)
+        os.killpg(term.proc.pid, signal.SIGHUP)
+        os.killpg(term.proc.pid, signal.SIGHUP)
+        wait_for(lambda: term.pump() is not None and term.proc.poll() is not None, timeout=30, what="the exit")
+        assert term.proc.returncode == 0, f"a hangup drains; a forced stop would be 130: {term.proc.returncode}"
+        assert b"SIGHUP received, draining" in term.pump()
+        wait_for(lambda: not _alive(family), timeout=20, what="every fleet process to exit")
+    finally:
+        term.close()
+        if term.proc.poll() is None:
+            term.proc.kill()
+
+
+def test_sigkill_of_the_waiter_stops_the_fleet(config) -> None:
+    term, family = _started(config)
+    try:
+        term.proc.kill()
+        term.proc.wait()
+        wait_for(lambda: not _alive(family), timeout=30, what="the fleet (drained on SIGTERM) to exit")
+    finally:
+        term.close()
