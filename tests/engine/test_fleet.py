@@ -274,3 +274,35 @@ def test_reload_of_an_unchanged_file_ignores_command_line_overrides(project, sta
         assert fleet.snapshot().log_level == "DEBUG"
     finally:
         fleet.stop()
+
+
+SLOW = """
+import time
+from handlers.rec import record
+
+def work(msg):
+    time.sleep(0.03)
+    record(msg)
+"""
+
+
+def test_a_draining_worker_keeps_counting(project, start_fleet):
+    """Heartbeats go on during a drain, so a draining worker's counters move instead of freezing."""
+    project.handler("slow", SLOW)
+    route = {"name": "work", "topic": "jobs/{kind}/{id}", "handler": "handlers.slow:work", "workers": 1, "qos": 1}
+    fleet = start_fleet(project.write([route], fleet={"drain_timeout": 20.0}))
+    wait_for(lambda: _subscribed(fleet, "work", 1))
+    assert publish(fleet, lambda i: f"jobs/a/{i}", 120) == 120
+    wait_for(lambda: fleet.snapshot().workers[0].handled >= 5, what="the worker busy with the backlog")
+    assert fleet.add_worker("work").ok and fleet.remove_worker("work", "work/0").ok
+    seen: set[int] = set()
+
+    def drained() -> bool:
+        w = next((x for x in fleet.snapshot().workers if x.id == "work/0"), None)
+        if w is not None and w.state is WorkerState.DRAINING:
+            seen.add(w.handled)
+        return w is None or w.state is not WorkerState.DRAINING and bool(seen)
+
+    wait_for(drained, timeout=30, what="work/0 to drain")
+    assert len(seen) >= 3, f"the draining worker's count froze: {sorted(seen)}"
+    wait_for(lambda: len(project.records()) == 120, timeout=30, what="all 120 handled")

@@ -107,6 +107,7 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec, channel: Channel, current_mid: Any, handler: Any) -> None:
         self.spec = spec
+        self._next_beat = 0.0  # when _beating sends the next heartbeat
         self.channel = channel
         self.conn = Connection(spec)
         client = self.conn.client
@@ -211,8 +212,20 @@ class Worker:
             self.loop.call_soon_threadsafe(self.loop.stop)
         else:
             self.inbox.put(_STOP)
-        self.dispatch_thread.join(timeout)
+        self._beating(lambda: not self.dispatch_thread.is_alive(), time.monotonic() + timeout)
         return not self.dispatch_thread.is_alive()
+
+    def _beating(self, done, deadline: float) -> bool:
+        """Wait until ``done()`` or ``deadline``, sending heartbeats meanwhile: the counters of a draining
+        worker keep moving in every front end instead of freezing for up to the drain timeout."""
+        while not done():
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if now >= self._next_beat:
+                self.heartbeat()
+            time.sleep(min(0.01, deadline - now))
+        return True
 
     # -- the main thread ------------------------------------------------------
     @property
@@ -223,6 +236,7 @@ class Worker:
         return 1 if self.dispatcher.busy_since else 0
 
     def heartbeat(self) -> None:
+        self._next_beat = time.monotonic() + self.spec.heartbeat_interval
         d = self.dispatcher
         busy = self.pump.oldest_start() if self.pump is not None else d.busy_since
         self.channel.send(Heartbeat(time.time(), d.received, d.handled, d.failed, d.dead_lettered,
@@ -249,13 +263,13 @@ class Worker:
         client = self.conn.client
         self.unsubscribed.clear()
         client.unsubscribe(self.spec.subscribe_filter)
-        ok = self.unsubscribed.wait(max(0.1, deadline - time.monotonic()))
+        ok = self._beating(self.unsubscribed.is_set, max(deadline, time.monotonic() + 0.1))
         if ok:
             d = self.dispatcher
             d.marker_seen.clear()
             d.marker_nonce = f"drain {uuid.uuid4().hex}".encode()
             client.publish(self.spec.marker_topic, d.marker_nonce, qos=1)
-            ok = d.marker_seen.wait(max(0.1, deadline - time.monotonic()))
+            ok = self._beating(d.marker_seen.is_set, max(deadline, time.monotonic() + 0.1))
         finished = self._finish_dispatch(max(0.1, deadline - time.monotonic()))
         if ok and finished:
             log.info("drained: backlog handled, ending the session")
