@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from .. import __version__
 from .broker_sys import BrokerStats
+from .protocol import DURATION_BOUNDS
 from .skew import share_skew
 from .snapshot import BrokerState, FleetSnapshot, WorkerSnapshot, WorkerState
 
@@ -65,6 +66,8 @@ _WORKER_COUNTERS = (
     ("worker_messages_handled", "handled", "Messages the handler completed."),
     ("worker_messages_failed", "failed", "Messages whose handler raised after every retry."),
     ("worker_messages_dead_lettered", "dead_lettered", "Messages published to the dead-letter topic."),
+    ("worker_messages_redelivered", "redelivered",
+     "Messages the broker delivered again (DUP flag): sent before and not acknowledged, e.g. after a restart."),
     ("worker_handler_seconds", "handler_seconds", "Time spent inside the handler."),
     ("worker_restarts", "restarts", "Times the slot's process was started again."),
     ("worker_cpu_seconds", "cpu_seconds", "CPU time (user + system) of the slot's processes."),
@@ -160,7 +163,25 @@ class FleetCollector:
             value = share_skew(previous, snap, r.name) if previous is not None else None
             if value is not None:
                 skew.add_metric([r.name], value)
-        yield from (info, desired, by_state, skew)
+        yield from (info, desired, by_state, skew, self._durations(snap))
+
+    def _durations(self, snap: FleetSnapshot) -> HistogramMetricFamily:
+        """Per route: how long handler calls took, summed over its workers (and monotonic like the rest)."""
+        family = HistogramMetricFamily(PREFIX + "route_handler_duration_seconds",
+                                       "Handler call durations, summed over the route's workers.", labels=["route"])
+        for r in snap.routes:
+            workers = snap.workers_of(r.name)
+            raw = [0] * (len(DURATION_BOUNDS) + 1)
+            for w in workers:
+                for i, n in enumerate(w.handler_durations[:len(raw)]):
+                    raw[i] += n
+            buckets, total = [], 0.0
+            for i, bound in enumerate((*DURATION_BOUNDS, float("inf"))):
+                total += self.counters.value(f"duration:{i}", r.name, float(raw[i]))
+                buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", total))
+            seconds = self.counters.value("duration:sum", r.name, sum(w.handler_seconds for w in workers))
+            family.add_metric([r.name], buckets, seconds)
+        return family
 
     def _workers(self, snap: FleetSnapshot):
         info = InfoMetricFamily(PREFIX + "worker", "The slot's current process and MQTT client id.",
@@ -187,7 +208,23 @@ class FleetCollector:
                 value = getattr(w, attr, None)
                 if value is not None:
                     family.add_metric(labels, value)
-        yield from (info, up, start, *counters, *gauges)
+        yield from (info, up, start, *counters, *gauges, *self._by_reason(snap))
+
+    def _by_reason(self, snap: FleetSnapshot):
+        """Dead letters and restarts of each slot split by why (per-slot monotonic, like every counter)."""
+        labels = [*WORKER_LABELS, "reason"]
+        dead = CounterMetricFamily(PREFIX + "worker_dead_letters", "Dead letters by reason: handler_error (raised "
+                                   "after every retry) or poison (crashed the process repeatedly).", labels=labels)
+        restarts = CounterMetricFamily(PREFIX + "worker_restarts_by_reason",
+                                       "Restarts of the slot's process by exit cause (killed from outside, "
+                                       "crashed, hung, killed by the operator, ...).", labels=labels)
+        for w in snap.workers:
+            for reason, raw in (("handler_error", w.dead_lettered - w.poisoned), ("poison", w.poisoned)):
+                dead.add_metric([w.route, w.id, reason], self.counters.value(f"dead:{reason}", w.id, float(raw)))
+            for reason, raw in w.restarts_by_reason:
+                restarts.add_metric([w.route, w.id, reason],
+                                    self.counters.value(f"restarts:{reason}", w.id, float(raw)))
+        yield from (dead, restarts)
 
     def _broker(self, snap: FleetSnapshot):
         b = snap.broker

@@ -84,6 +84,11 @@ class WorkerSpec:
         return f"rmqtui/drain/{self.client_id}"
 
 
+#: Upper bounds (seconds) of the handler-duration buckets a worker counts (one more bucket: longer);
+#: /metrics sums them per route into a histogram.
+DURATION_BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+
 class Heartbeat(NamedTuple):
     """Counters since the process started, and what it is doing now.
 
@@ -103,6 +108,9 @@ class Heartbeat(NamedTuple):
     in_flight: int = 0  # handler calls under way
     skipped: int = 0  # dead letters delivered to the route: acknowledged, never handled
     handed_on: int = 0  # rescue: queued messages republished to the group before the session ended
+    redelivered: int = 0  # messages that arrived with the DUP flag: the broker sent them before
+    poisoned: int = 0  # dead letters of messages that crashed the process repeatedly (of dead_lettered)
+    durations: tuple[int, ...] = ()  # handler calls per duration bucket (DURATION_BOUNDS, then longer)
 
 
 class Status(NamedTuple):

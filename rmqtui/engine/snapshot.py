@@ -89,6 +89,10 @@ class WorkerSnapshot:
     log_level: str = "INFO"
     last_exit: int | None = None  # exit code of the previous process; negative = signal
     exits: tuple[ExitRecord, ...] = ()  # the last exits of the slot's processes, oldest first
+    restarts_by_reason: tuple[tuple[str, int], ...] = ()  # (exit cause, restarts), sorted by cause
+    redelivered: int = 0  # messages the broker delivered again (DUP flag), over every process of the slot
+    poisoned: int = 0  # of dead_lettered: messages that crashed the process repeatedly (the rest: handler errors)
+    handler_durations: tuple[int, ...] = ()  # handler calls per duration bucket (protocol.DURATION_BOUNDS)
 
     @property
     def debug(self) -> bool:

@@ -29,6 +29,9 @@ EXPECTED = {
     "rmqtui_worker_messages_dead_lettered": {"route", "worker"},
     "rmqtui_worker_handler_seconds": {"route", "worker"},
     "rmqtui_worker_restarts": {"route", "worker"},
+    "rmqtui_worker_messages_redelivered": {"route", "worker"},
+    "rmqtui_worker_dead_letters": {"route", "worker", "reason"},
+    "rmqtui_route_handler_duration_seconds": {"route", "le"},  # le: on the _bucket samples only
     "rmqtui_worker_cpu_seconds": {"route", "worker"},
     "rmqtui_worker_resident_memory_bytes": {"route", "worker"},
     "rmqtui_worker_unique_memory_bytes": {"route", "worker"},
@@ -83,7 +86,8 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
             samples = [s for s in families[name].samples if not s.name.endswith("_created")]
             assert samples, f"family {name} has no samples"
             for s in samples:
-                assert set(s.labels) == labels, f"{s.name} has labels {sorted(s.labels)}, expected {sorted(labels)}"
+                want = labels if s.name.endswith("_bucket") else labels - {"le"}
+                assert set(s.labels) == want, f"{s.name} has labels {sorted(s.labels)}, expected {sorted(want)}"
         for name in COUNTERS:
             assert families[name].type == "counter", f"{name} should be a counter"
         for f in families.values():
@@ -109,6 +113,12 @@ def test_scrape_every_family_and_counters_survive_sigkill(project, start_fleet):
             b, a = before[name], value(after, name, victim)
             assert a is not None and a >= b, f"{name} of {victim} went from {b} to {a} across a SIGKILL"
         assert value(after, "rmqtui_worker_restarts", victim) >= 1, "the restart is counted"
+        causes = {s.labels["reason"]: s.value for s in after["rmqtui_worker_restarts_by_reason"].samples
+                  if s.labels.get("worker") == victim and s.name.endswith("_total")}
+        assert causes.get("killed by the operator", 0) >= 1, f"the restart's cause is counted: {causes}"
+        hist = {s.labels.get("le"): s.value for s in after["rmqtui_route_handler_duration_seconds"].samples
+                if s.name.endswith("_bucket") and s.labels.get("route") == "sensors"}
+        assert hist["+Inf"] >= 120 and list(hist.values()) == sorted(hist.values()), f"a cumulative histogram: {hist}"
         assert value(after, "rmqtui_worker_up", victim, "") == 1, "the slot is up again"
     finally:
         server.stop()

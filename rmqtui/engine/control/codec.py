@@ -69,6 +69,8 @@ def snapshot_from_dict(data: dict) -> FleetSnapshot:
         w = _known(w, _WORKER_FIELDS)
         w["state"] = WorkerState(w["state"])
         w["exits"] = tuple(ExitRecord(**e) for e in w.get("exits", ()))
+        w["restarts_by_reason"] = tuple((str(k), int(n)) for k, n in w.get("restarts_by_reason", ()))
+        w["handler_durations"] = tuple(int(n) for n in w.get("handler_durations", ()))
         workers.append(WorkerSnapshot(**w))
     scalars = _known(data, _FLEET_SCALARS)
     return FleetSnapshot(broker=BrokerSnapshot(**broker), routes=tuple(routes), workers=tuple(workers),

@@ -8,13 +8,16 @@ the new process wrote to the log, not the previous process's last words.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from typing import Callable
 
 from ..broker import BrokerError, EmbeddedBroker
-from ..snapshot import BrokerState
 from ..protocol import BrokerSettings
+from ..snapshot import BrokerState
+from .state import read_layout
 
 Report = Callable[..., None]  # report(state, reason, pid=..., restarts=...)
 Note = Callable[[str, str], None]  # note(level, message)
@@ -150,3 +153,37 @@ def restore_subscriptions(access: BrokerSettings, subscriptions: list[tuple[str,
         client.disconnect()
         client.loop_stop()
     return restored
+
+
+def start_embedded(fleet, broker: EmbeddedBroker) -> None:
+    """Start ``fleet``'s embedded ``broker``, keep it running with a :class:`BrokerKeeper`, and restore the
+    stored sessions' subscriptions when it resumes saved data."""
+    if fleet.fresh:
+        shutil.rmtree(broker.dir, ignore_errors=True)
+        fleet._note("WARNING", "broker", "--fresh: stored sessions and their queued messages discarded")
+    resumed = (broker.dir / "mosquitto.db").exists()
+    fleet._keeper = BrokerKeeper(broker, fleet._broker_report,
+                                lambda level, msg: fleet._note(level, "broker", msg))
+    fleet._keeper.start_broker()
+    fleet.unix_path = str(broker.unix_socket)
+    if broker.listen_tcp:
+        fleet.host, fleet.port = broker.host, broker.port
+        fleet._tcp_login = (broker.username, broker.password)
+    with fleet._lock:
+        fleet._core.set_broker(BrokerState.UP, pid=broker.pid, host=fleet.host, port=fleet.port,
+                              unix_path=fleet.unix_path, tcp=broker.listen_tcp)
+    where = f"socket {fleet.unix_path}" + (f" and {fleet.host}:{fleet.port} (login required)"
+                                          if broker.listen_tcp else "")
+    fleet._note("INFO", "broker", f"embedded Mosquitto pid {broker.pid} on {where}, data in {broker.dir}")
+    if os.geteuid() == 0:
+        fleet._note("WARNING", "broker", "running as root: the embedded broker and every worker run as "
+                                        "root too; start rmqtui as an ordinary user unless you need root")
+    if resumed:
+        # every slot the last run had (a paused route's too) and every slot this run wants
+        known = read_layout(fleet._state_dir)
+        subs = [(f"{fleet.prefix}-{name}-{i}", pool.filter, pool.route.qos)
+                for name, pool in fleet._core.pools.items()
+                for i in sorted(set(range(pool.desired)) | set(known.get(name, ())))]
+        n = restore_subscriptions(fleet.broker_settings(), subs)
+        fleet._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
+                                     f"restored before the workers start")

@@ -89,3 +89,12 @@ def exit_cause(code: int | None, before: tuple, gone: bool, stopping: bool, poli
     if kind is ExitKind.EXTERNAL:
         return "killed from outside"
     return "hung" if hung else "crashed"
+
+
+#: heartbeat counters a slot keeps across its processes besides its totals (see ``Slot.count``)
+EXTRA_COUNTERS = ("redelivered", "poisoned")
+
+
+def add_buckets(a, b) -> tuple[int, ...]:
+    """Two bucket-count sequences added position by position (the shorter one padded with zeros)."""
+    return tuple((a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(max(len(a), len(b))))

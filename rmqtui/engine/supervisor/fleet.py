@@ -15,7 +15,6 @@ import atexit
 import logging
 import os
 import random
-import shutil
 import signal
 import socket
 import threading
@@ -33,7 +32,7 @@ from ..protocol import BrokerSettings, broker_settings
 from ..snapshot import BrokerState, FleetSnapshot, LogRecord
 from ..stats import ProcessSampler
 from . import commands
-from .broker_keeper import BrokerKeeper, restore_subscriptions
+from .broker_keeper import BrokerKeeper, start_embedded
 from .core import FleetCore
 from .policy import RestartPolicy
 from .procs import Ended, ProcessRunner, start_method
@@ -119,41 +118,12 @@ class Fleet:
                                            f"its slots and the broker's stored sessions")
         b = self.config.broker
         if b.embedded:
-            if self.fresh:
-                shutil.rmtree(self._state_dir / "broker", ignore_errors=True)
-                self._note("WARNING", "broker", "--fresh: stored sessions and their queued messages discarded")
             # the private socket in the 0700 runtime directory is the only way in unless TCP is asked for;
             # a TCP listener then admits only the generated per-fleet login (and refuses a taken port)
-            broker = EmbeddedBroker(self._state_dir, host=b.host, port=b.port, binary=b.mosquitto,
-                                    unix_socket=runtime.broker_socket(self.config.path),
-                                    listen_tcp=b.listen_tcp, authenticate_tcp=True, move_if_taken=False,
-                                    limits=BrokerLimits(max_packet_size=b.max_packet_size))
-            resumed = (broker.dir / "mosquitto.db").exists()
-            self._keeper = BrokerKeeper(broker, self._broker_report,
-                                        lambda level, msg: self._note(level, "broker", msg))
-            self._keeper.start_broker()
-            self.unix_path = str(broker.unix_socket)
-            if broker.listen_tcp:
-                self.host, self.port = broker.host, broker.port
-                self._tcp_login = (broker.username, broker.password)
-            with self._lock:
-                self._core.set_broker(BrokerState.UP, pid=broker.pid, host=self.host, port=self.port,
-                                      unix_path=self.unix_path, tcp=broker.listen_tcp)
-            where = f"socket {self.unix_path}" + (f" and {self.host}:{self.port} (login required)"
-                                                  if broker.listen_tcp else "")
-            self._note("INFO", "broker", f"embedded Mosquitto pid {broker.pid} on {where}, data in {broker.dir}")
-            if os.geteuid() == 0:
-                self._note("WARNING", "broker", "running as root: the embedded broker and every worker run as "
-                                                "root too; start rmqtui as an ordinary user unless you need root")
-            if resumed:
-                # every slot the last run had (a paused route's too) and every slot this run wants
-                known = read_layout(self._state_dir)
-                subs = [(f"{self.prefix}-{name}-{i}", pool.filter, pool.route.qos)
-                        for name, pool in self._core.pools.items()
-                        for i in sorted(set(range(pool.desired)) | set(known.get(name, ())))]
-                n = restore_subscriptions(self.broker_settings(), subs)
-                self._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
-                                             f"restored before the workers start")
+            start_embedded(self, EmbeddedBroker(self._state_dir, host=b.host, port=b.port, binary=b.mosquitto,
+                                                unix_socket=runtime.broker_socket(self.config.path),
+                                                listen_tcp=b.listen_tcp, authenticate_tcp=True, move_if_taken=False,
+                                                limits=BrokerLimits(max_packet_size=b.max_packet_size)))
         extra: dict = {"unix_path": self.unix_path, "tcp": self.unix_path is None or self._tcp_login is not None}
         if self._tcp_login:
             extra["username"], extra["password"] = self._tcp_login  # the file is 0600 in a 0700 directory

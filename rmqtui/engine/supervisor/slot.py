@@ -18,7 +18,7 @@ from ..protocol import EXIT_FAILED, Drain, Heartbeat
 from ..snapshot import WorkerState
 from .policy import ExitKind, RestartPolicy
 from ..snapshot import ExitRecord
-from .effects import Effect, Note, Phase, Send, Signal, Spawn, exit_cause, exit_words
+from .effects import EXTRA_COUNTERS, Effect, Note, Phase, Send, Signal, Spawn, add_buckets, exit_cause, exit_words
 from .rates import RateMeter
 
 __all__ = ["Effect", "ExitRecord", "Note", "Phase", "Send", "Signal", "Slot", "Spawn", "exit_words"]
@@ -63,6 +63,9 @@ class Slot:
         self.poison: set[int] = set()
         self.pausing = False  # its route is paused: the process stops keeping its session, then PAUSED
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=5)  # the last exit causes
+        self.extra_base: dict[str, int] = {}  # EXTRA_COUNTERS of ended processes
+        self.durations_base: list[int] = []  # handler-duration buckets of ended processes
+        self.restart_causes: dict[str, int] = {}  # restarts by exit cause, since the fleet started
 
     # ------------------------------------------------------------------ reading
     @property
@@ -88,9 +91,19 @@ class Slot:
         return (b[0] + hb.received, b[1] + hb.handled, b[2] + hb.failed, b[3] + hb.dead_lettered,
                 b[4] + hb.handler_seconds)
 
+    def count(self, name: str) -> int:
+        """A heartbeat counter (``redelivered``, ``poisoned``) over every process of the slot."""
+        return self.extra_base.get(name, 0) + (getattr(self.hb, name, 0) if self.hb is not None else 0)
+
+    def durations(self) -> tuple[int, ...]:
+        """Handler calls per duration bucket over every process of the slot."""
+        return add_buckets(self.durations_base, self.hb.durations if self.hb is not None else ())
+
     def _fold(self) -> None:
         if self.hb is not None:
             self.base = list(self.totals())
+            self.extra_base = {name: self.count(name) for name in EXTRA_COUNTERS}
+            self.durations_base = list(self.durations())
             self.hb = None
 
     # ------------------------------------------------------------- starting
@@ -294,10 +307,13 @@ class Slot:
         ``mid`` the message it was handling (0 = none); the exit and its cause are kept in :attr:`exits`."""
         before = (self.phase, self.pausing, self.restart_requested, self.retiring, self.subscribed, self.hung,
                   self.kill_reason)
+        restarts = self.restarts
         out = self._exited(code, tail, mid, now, policy, stopping=stopping, others_serving=others_serving,
                            spread=spread)
         cause = exit_cause(code, before, self.phase is Phase.GONE, stopping, policy)
         self.exits.append(ExitRecord(now if wall is None else wall, code, cause, tail))
+        if self.restarts > restarts:  # counted as a restart: by cause too, for /metrics
+            self.restart_causes[cause] = self.restart_causes.get(cause, 0) + 1
         return out
 
     def _exited(self, code: int | None, tail: str, mid: int, now: float, policy: RestartPolicy, *,

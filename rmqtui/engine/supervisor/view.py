@@ -55,7 +55,9 @@ def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
         threads=sample.threads if sample else None, cpu_seconds=sample.cpu_seconds if sample else None,
         restarts=slot.restarts,
         uptime=(wall - slot.started) if (slot.started is not None and pid) else None, log_level=slot.log_level,
-        last_exit=slot.last_exit, exits=tuple(_clean_exit(e) for e in slot.exits))
+        last_exit=slot.last_exit, exits=tuple(_clean_exit(e) for e in slot.exits),
+        restarts_by_reason=tuple(sorted(slot.restart_causes.items())), redelivered=slot.count("redelivered"),
+        poisoned=slot.count("poisoned"), handler_durations=slot.durations())
 
 
 def _clean_exit(e: ExitRecord) -> ExitRecord:

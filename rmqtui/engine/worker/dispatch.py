@@ -16,6 +16,7 @@ acknowledging strictly in order.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import inspect
 import json
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 from rmqtui.message import Message
 
-from ..protocol import WorkerSpec
+from ..protocol import DURATION_BOUNDS, WorkerSpec
 from ..textsafe import shorten
 from ..topics import TopicPattern, strip_share
 
@@ -118,6 +119,9 @@ class Dispatcher:
         self.poison_mids = spec.poison_mids
         self.debug = spec.log_level == "DEBUG"
         self.received = 0
+        self.redelivered = 0  # delivered with the DUP flag: the broker had sent them before (a redelivery)
+        self.poisoned = 0  # dead-lettered because they crashed the process repeatedly (the rest: handler errors)
+        self.durations = [0] * (len(DURATION_BOUNDS) + 1)  # handler calls per duration bucket; the last: longer
         self.handled = 0
         self.failed = 0
         self.dead_lettered = 0
@@ -144,6 +148,8 @@ class Dispatcher:
                 return
         else:
             self.received += 1
+            if msg.dup:
+                self.redelivered += 1
             if qos:
                 self.current_mid.value = msg.mid
             params = self.pattern.match(topic)
@@ -160,6 +166,7 @@ class Dispatcher:
         self.busy_since = None
         elapsed = time.time() - started
         self.handler_seconds += elapsed
+        self.durations[bisect.bisect_left(DURATION_BOUNDS, elapsed)] += 1
         if self.debug:
             log.debug("handled %s params=%s (%d bytes) in %.2f ms%s", message.topic, message.params,
                       len(msg.payload), elapsed * 1000, " [redelivered]" if msg.dup else "")
@@ -186,11 +193,14 @@ class Dispatcher:
             self.skipped += 1  # a dead letter handled as work would fail again and wrap itself forever
             return None
         self.received += 1
+        if msg.dup:
+            self.redelivered += 1
         qos = msg.qos
         if qos:
             mid = msg.mid
             self.current_mid.value = mid
             if msg.dup and mid in self.poison_mids:
+                self.poisoned += 1
                 self._dead_letter(topic, msg.payload, "this message crashed the worker process repeatedly", 0)
                 self.current_mid.value = 0
                 return None
@@ -306,7 +316,9 @@ class AsyncPump:
             if message._sent:
                 await d.outbox.settled(message)
         finally:
-            d.handler_seconds += time.time() - entry[3]
+            elapsed = time.time() - entry[3]
+            d.handler_seconds += elapsed
+            d.durations[bisect.bisect_left(DURATION_BOUNDS, elapsed)] += 1
             entry[0] = True
             self.running -= 1
             if self.waiting and not self.stopping:

@@ -241,7 +241,8 @@ class Worker:
         busy = self.pump.oldest_start() if self.pump is not None else d.busy_since
         self.channel.send(Heartbeat(time.time(), d.received, d.handled, d.failed, d.dead_lettered,
                                     d.handler_seconds, busy, self.connected, self.conn.published,
-                                    self.in_flight, d.skipped))
+                                    self.in_flight, d.skipped, redelivered=d.redelivered, poisoned=d.poisoned,
+                                    durations=tuple(d.durations)))
 
     def set_level(self, level: str) -> None:
         logging.getLogger().setLevel(level)
