@@ -157,6 +157,7 @@ def cmd_run(argv: list[str]) -> int:
     from .engine.ops import OpsServices
 
     ops = OpsServices(fleet, config.broker, config.ops).start()  # /metrics and autoscale, when configured
+    host.serve_ops(ops)  # rmqtui ctl metrics / unpin
     code = exitcodes.FAILURE
     try:
         if args.no_ui:

@@ -52,6 +52,11 @@ class Host:
         """The host begins to drain the fleet."""
         self.notifier.stopping()
 
+    def serve_ops(self, ops) -> None:
+        """Answer ``metrics`` and ``unpin`` on the control socket from ``ops`` (an OpsServices)."""
+        if self.server is not None:
+            self.server.ops = ops
+
     def close(self) -> None:
         """Remove the sockets (after the fleet stopped)."""
         if self.server is not None:
@@ -123,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=50, help="how many recent records (default 50)")
     p.add_argument("--wide", action="store_true", help="whole lines instead of cutting them at 80 columns")
     p.add_argument("--json", action="store_true", help="one JSON object per record, whole")
+    sub.add_parser("metrics", help="the fleet's Prometheus metrics, as /metrics would serve them")
+    sub.add_parser("unpin", help="let the autoscaler decide a route's count again after a manual change"
+                   ).add_argument("route")
     sub.add_parser("stop", help="drain every worker and stop the fleet")
     return ap
 
@@ -135,6 +143,8 @@ def cmd_ctl(argv: list[str]) -> int:
             return _status(args)
         if args.command == "logs":
             return _logs(args)
+        if args.command == "metrics":
+            return _metrics(args)
         return _command(args)
     except FleetGone as exc:
         print(f"rmqtui ctl: {exc}", file=sys.stderr)
@@ -156,7 +166,21 @@ _METHODS = {"scale": lambda a: ("scale", {"route": a.route, "count": a.count}),
             "kill": lambda a: ("kill", {"worker": a.worker}),
             "debug": lambda a: ("set_log_level", {"level": "DEBUG" if a.switch == "on" else "INFO",
                                                   "worker": None if a.worker == "all" else a.worker}),
-            "reload": lambda a: ("reload", {}), "save": lambda a: ("save", {}), "stop": lambda a: ("stop", {})}
+            "reload": lambda a: ("reload", {}), "save": lambda a: ("save", {}), "stop": lambda a: ("stop", {}),
+            "unpin": lambda a: ("unpin", {"route": a.route})}
+
+
+def _metrics(args) -> int:
+    conn = connect(args.config, read_only=args.read_only)
+    try:
+        text = conn.call("metrics", {}, timeout=30)["text"]
+    except RemoteError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        conn.close()
+    sys.stdout.write(text)
+    return 0
 
 
 def _command(args) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .api import CommandResult
 from .autoscale import AutoscaleController, AutoscaleSettings, parse_autoscale
 from .broker_sys import BrokerSysReader, broker_settings
 from .metrics import FleetCollector, MetricsServer, MetricsSettings, MetricsSettingsError, parse_metrics_settings
@@ -70,6 +71,20 @@ class OpsServices:
                                          s.metrics.host, s.metrics.port)
             self.metrics.start()
         return self
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition of the fleet now (``rmqtui ctl metrics``), with or without ``[metrics]``."""
+        if self.metrics is None:
+            recs = self.autoscaler.recommendations if self.autoscaler else None
+            stats = self.sys_reader.stats if self.sys_reader else None
+            self.metrics = MetricsServer(FleetCollector(self.fleet.snapshot, stats, recs))  # not served over HTTP
+        return self.metrics.render().decode()
+
+    def unpin(self, route: str) -> CommandResult:
+        """Let the autoscaler act on ``route`` again after a manual change pinned it."""
+        if self.autoscaler is None or not self.autoscaler.unpin(route):
+            return CommandResult.refused(f"route {route!r} is not autoscaled (autoscale = \"on\" or \"suggest\")")
+        return CommandResult.accepted(f"{route}: unpinned; the autoscaler decides its count again")
 
     def stop(self) -> None:
         """Stop everything started, newest first."""

@@ -124,6 +124,17 @@ def test_ctl_operates_a_headless_fleet(config, headless) -> None:
         ("scale", True), ("scale", False), ("restart", False)], str(lines)
     assert lines[1]["role"] == "read-only" and all(line["uid"] == os.geteuid() for line in lines), str(lines)
 
+    # metrics for anyone who may look; unpin is an operator's change, refused here (no autoscaler), audited
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = rmqtui("ctl", "--read-only", "metrics", config=config)
+    assert metrics.returncode == 0, metrics.stderr
+    names = {f.name for f in text_string_to_metric_families(metrics.stdout)}
+    assert {"rmqtui_worker_messages_handled", "rmqtui_route_handler_duration_seconds"} <= names, sorted(names)
+    unpin = rmqtui("ctl", "unpin", "work", config=config)
+    assert unpin.returncode == 1 and "autoscal" in unpin.stderr, unpin.stderr
+    assert json.loads(audit.read_text().splitlines()[-1])["method"] == "unpin"
+
     stopped = rmqtui("ctl", "stop", config=config)
     assert stopped.returncode == 0 and "fleet stopped" in stopped.stdout, stopped.stderr
     code, _, err = fleet.finish(terminate=False)  # it exits by itself

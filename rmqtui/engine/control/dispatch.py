@@ -7,7 +7,7 @@ from typing import Callable
 from ..api import CommandResult, FleetControl
 
 #: Methods every role may call.
-ANY_ROLE = frozenset({"hello", "snapshot", "logs", "subscribe", "unsubscribe"})
+ANY_ROLE = frozenset({"hello", "snapshot", "logs", "subscribe", "unsubscribe", "metrics"})
 
 
 class RequestError(Exception):

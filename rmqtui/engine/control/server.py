@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ... import __version__
-from ..api import FleetControl
+from ..api import CommandResult, FleetControl
 from . import paths
 from .audit import AuditLog, peer_credentials
 from .codec import dumps, record_to_dict, result_to_dict, snapshot_to_dict
@@ -54,6 +54,7 @@ class ControlServer:
         self.config_path = Path(config_path).resolve()
         self.audit = AuditLog(Path(audit_dir) / "audit.log")
         self._stop_hook = stop
+        self.ops = None  # the fleet's OpsServices (metrics, autoscale), when the front end set them
         self._gid = _group_id(group) if group not in (None, "") else None
         self.sessions: list[Session] = []
         self._lock = threading.Lock()
@@ -241,12 +242,24 @@ class ControlServer:
             return {"records": records[-_int(params, "limit", 5000):]}
         if method in ("subscribe", "unsubscribe"):
             return self._subscribe(session, method, params)
-        if method not in COMMANDS:
-            raise RequestError(-32601, f"no method {method!r}; methods: {', '.join(sorted(ANY_ROLE | set(COMMANDS)))}")
+        if method == "metrics":
+            if self.ops is None:
+                raise RequestError(-32601, "this fleet serves no metrics")
+            return {"text": self.ops.metrics_text()}
+        if method not in COMMANDS and method != "unpin":
+            raise RequestError(-32601, f"no method {method!r}; methods: {', '.join(sorted(ANY_ROLE | set(COMMANDS) | {'unpin'}))}")
         if session.role != paths.OPERATOR:
             message = f"this is a read-only connection; {method} needs the operator socket"
             self._audit(session, method, params, {"ok": False, "message": message})
             raise RequestError(-32001, message)
+        if method == "unpin":  # the autoscaler's, not the fleet's: it lives next to the fleet (OpsServices)
+            route = params.get("route")
+            if not isinstance(route, str):
+                raise RequestError(-32602, "unpin needs a route name")
+            result = result_to_dict(self.ops.unpin(route) if self.ops is not None
+                                    else CommandResult.refused("this fleet runs no autoscaler"))
+            self._audit(session, method, params, result)
+            return result
         if method == "stop" and self._stop_hook is not None:
             result = {"ok": True, "message": "stopping: draining every worker"}
             self._audit(session, method, params, result)  # before: the process is about to exit
@@ -261,7 +274,7 @@ class ControlServer:
         return result
 
     def _hello(self, session: Session) -> dict:
-        allowed = sorted(ANY_ROLE | (set(COMMANDS) if session.role == paths.OPERATOR else set()))
+        allowed = sorted(ANY_ROLE | (set(COMMANDS) | {"unpin"} if session.role == paths.OPERATOR else set()))
         return {"protocol": paths.PROTOCOL_VERSION, "server": f"rmqtui {__version__}", "role": session.role,
                 "fleet": {"pid": os.getpid(), "config": str(self.config_path), "hostname": socket.gethostname()},
                 "capabilities": allowed + [f"stream:{s}" for s in STREAMS]}
