@@ -334,6 +334,9 @@ class AutoscaleController:
     def _record(self, d: Decision) -> None:
         prev = self._latest.get(d.route)
         self._latest[d.route] = d
+        advise = getattr(self.fleet, "advise", None)  # the in-process fleet shows it in every front end
+        if callable(advise):
+            advise(d.route, d.recommended, ("pinned: " if d.pinned else "") + d.reason)
         if d.applied or prev is None or (prev.action, prev.recommended, prev.pinned) != (d.action, d.recommended,
                                                                                          d.pinned):
             self.history.append(d)

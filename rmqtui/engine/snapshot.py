@@ -122,6 +122,9 @@ class RouteSnapshot:
     failed: int = 0
     rate: float = 0.0
     history: tuple[float, ...] = ()  # msg/s, one value per second, oldest first (about 60)
+    skew: float | None = None  # share skew over the last ~10 s (see engine/skew.py); None: too little traffic
+    advice: int | None = None  # the autoscaler's recommended worker count, when the route is autoscaled
+    advice_reason: str = ""  # its reason in words ("busy 92% of the time ..."), "" without autoscale
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class RoutesTable(KeyedTable):
         ColumnSpec("rate", "msg/s", 6, right=True),
         ColumnSpec("handled", "handled", 7, right=True),
         ColumnSpec("failed", "failed", 6, right=True),
+        ColumnSpec("skew", "skew", 4, drop=4, right=True),
         ColumnSpec("spark", "last 60s", 12, drop=1, flex=True, max_width=60),
     )
     COMPONENT_CLASSES = {"routes--short", "routes--unshared"}
@@ -36,6 +37,8 @@ class RoutesTable(KeyedTable):
         workers = Text(f"{subscribed}/{route.desired}")
         if subscribed < route.desired:
             workers.stylize(part_style(self, "routes--short"))
+        if route.advice is not None and route.advice != route.desired:  # the autoscaler would use another count
+            workers.append(f"→{route.advice}", part_style(self, "routes--short"))
         shared = Text("yes") if route.shared else Text("no", part_style(self, "routes--unshared"))
         return {
             "name": route.name,
@@ -45,6 +48,8 @@ class RoutesTable(KeyedTable):
             "rate": fmt.rate(route.rate),
             "handled": fmt.count(route.handled),
             "failed": fmt.count(route.failed),
+            # how unevenly the broker spreads the route over its workers (wide screens)
+            "skew": "" if route.skew is None else f"{route.skew:.1f}",
             "spark": fmt.sparkline(route.history, spark_width),
         }
 

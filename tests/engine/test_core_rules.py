@@ -10,7 +10,7 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parents[2] / "rmqtui" / "engine"
 PURE = ("slot", "pool", "policy", "commands", "reload", "events", "rates", "core", "view", "specs", "effects")
 # what the pure core may import from the engine: its data modules and itself
-ENGINE_DATA = {"config", "protocol", "snapshot", "topics", "api", "supervisor", "textsafe"}
+ENGINE_DATA = {"config", "protocol", "snapshot", "topics", "api", "supervisor", "textsafe", "skew"}
 WORLD = {"os", "time", "subprocess", "socket", "selectors", "multiprocessing", "psutil", "signal_mod", "threading",
          "ctypes", "shutil", "random"}
 

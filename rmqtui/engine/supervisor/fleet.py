@@ -41,7 +41,7 @@ from .slot import Send, Signal, Spawn
 from .specs import worker_spec
 from .state import (clean_stale_runtime, read_layout, remove_runtime_state, write_layout,
                     write_runtime_state)
-from .view import build_snapshot
+from .view import RouteNotes, build_snapshot, with_route_notes
 
 _log = logging.getLogger("rmqtui.fleet")
 
@@ -93,6 +93,8 @@ class Fleet:
         self.unix_path: str | None = None  # the embedded broker's private socket, which every client uses
         self._tcp_login: tuple[str, str] | None = None  # the embedded broker's generated TCP credentials
         self._hostname = socket.gethostname()
+        self._advice: dict[str, tuple[int | None, str]] = {}  # route -> the autoscaler's (count, reason)
+        self._notes = RouteNotes()  # share skew per route over a sliding window
         self._published = self._build(self._clock()[1])
         self._published_at = 0.0
 
@@ -316,14 +318,19 @@ class Fleet:
         """Workers the pools want."""
         return self._core.desired_total()
 
+    def advise(self, route: str, count: int | None, reason: str) -> None:
+        """The autoscaler's latest recommendation for ``route``: shown in every front end's snapshot."""
+        self._advice[route] = (count, reason)
+
     def _build(self, wall: float) -> FleetSnapshot:
         own = self._sampler.own
-        return build_snapshot(
+        return with_route_notes(self._notes, build_snapshot(
             self._core, wall, self._sampler.get,
             supervisor=(os.getpid(), own.cpu_percent if own else None, own.rss if own else None),
             hostname=self._hostname,
             extra={"sample_seconds": self._sampler.last_pass_seconds, "start_method": start_method(),
-                   "log_dir": str(self._state_dir / "logs") if self._state_dir is not None else ""})
+                   "log_dir": str(self._state_dir / "logs") if self._state_dir is not None else ""}),
+            self._advice)
 
     def _publish(self) -> None:
         """Swap in a new snapshot; called with the lock held."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any, Callable
 
 from ..snapshot import BrokerSnapshot, ExitRecord, FleetSnapshot, RouteSnapshot, WorkerSnapshot
+from ..skew import share_skew
 from ..textsafe import clean
 from .core import FleetCore
 from .slot import Slot
@@ -70,3 +73,29 @@ def _in_flight(hb) -> int:
     if hb is None:
         return 0
     return getattr(hb, "in_flight", 0) or (1 if hb.busy_since else 0)
+
+
+class RouteNotes:
+    """What a snapshot alone cannot tell: each route's share skew over the last ``window`` seconds."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        self.window = window
+        self._base: FleetSnapshot | None = None
+        self.skew: dict[str, float | None] = {}
+
+    def update(self, snap: FleetSnapshot) -> None:
+        if self._base is None:
+            self._base = snap
+        elif snap.time - self._base.time >= self.window:
+            self.skew = {r.name: share_skew(self._base, snap, r.name) for r in snap.routes}
+            self._base = snap
+
+
+def with_route_notes(notes: RouteNotes, snap: FleetSnapshot, advice: dict) -> FleetSnapshot:
+    """``snap`` with each route's skew and the autoscaler's advice filled in."""
+    notes.update(snap)
+    if not notes.skew and not advice:
+        return snap
+    routes = tuple(replace(r, skew=notes.skew.get(r.name), advice=advice.get(r.name, (None, ""))[0],
+                           advice_reason=advice.get(r.name, (None, ""))[1]) for r in snap.routes)
+    return replace(snap, routes=routes)
