@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -88,7 +87,7 @@ class Fleet:
         self._idle = threading.Event()
         self._stop_lock = threading.Lock()
         self.host, self.port = config.broker.host, config.broker.port
-        self._hostname = socket.gethostname()
+        self._hostname = config_mod.host_id(config)  # the host id (default: host name) shown as "host"
         self._published = self._build(self._clock()[1])
         self._published_at = 0.0
 
