@@ -26,12 +26,13 @@ from .model import (
     Setting,
     TLSConfig,
     client_prefix,
+    host_id,
     settings_of,
 )
 from .save import atomic_write, save_worker_counts
 
 __all__ = [
     "LOG_LEVELS", "MAX_TOPIC_BYTES", "MAX_TOPIC_LEVELS", "PROTOCOLS", "BrokerConfig", "Config", "ConfigError",
-    "FleetConfig", "RouteConfig", "Setting", "TLSConfig", "atomic_write", "client_prefix", "load",
+    "FleetConfig", "RouteConfig", "Setting", "TLSConfig", "atomic_write", "client_prefix", "host_id", "load",
     "save_worker_counts", "settings_of",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from .checks import check_group, check_value
+from .checks import CLIENT_PREFIX_RE, check_group, check_value
 from .errors import ConfigError
 from .model import LOG_LEVELS, BrokerConfig, FleetConfig, spec_of
 
@@ -18,6 +18,7 @@ ENV_KEYS = {
     "MQTT_PASSWORD": "broker.password",
     "MQTT_GROUP_NAME": "fleet.group",
     "ROUTEMQ_LOG_LEVEL": "fleet.log_level",
+    "RMQTUI_HOST_ID": "fleet.host_id",
 }
 
 
@@ -66,4 +67,10 @@ def apply_env(path: Path, broker: BrokerConfig, fleet: FleetConfig,
             raise fail("ROUTEMQ_LOG_LEVEL", "not a log level",
                        f"set ROUTEMQ_LOG_LEVEL to one of {', '.join(LOG_LEVELS)}")
         f["log_level"] = level.upper()
+    hid = env.get("RMQTUI_HOST_ID", "").strip()
+    if hid:
+        if not CLIENT_PREFIX_RE.match(hid) or check_value("RMQTUI_HOST_ID", spec_of(FleetConfig, "host_id"), hid):
+            raise fail("RMQTUI_HOST_ID", "not a valid host id",
+                       "set RMQTUI_HOST_ID to letters, digits, '_' and '-' (at most 64), e.g. host1")
+        f["host_id"] = hid
     return replace(broker, **b), replace(fleet, **f)

@@ -201,6 +201,10 @@ class Loader:
             raise self.fail("fleet.client_prefix", f"client_prefix {f.client_prefix[:60]!r} has characters "
                             "brokers may refuse in client ids",
                             "use only letters, digits, '_' and '-', or remove the key for rmqtui-<hostname>")
+        if not CLIENT_PREFIX_RE.match(f.host_id):
+            raise self.fail("fleet.host_id", f"host_id {f.host_id[:60]!r} has characters "
+                            "brokers may refuse in client ids",
+                            "use only letters, digits, '_' and '-', or remove the key for the host name")
         if f.hang_timeout <= f.heartbeat_interval:
             raise self.fail("fleet.hang_timeout", f"hang_timeout ({f.hang_timeout:g}s) must be longer than "
                             f"heartbeat_interval ({f.heartbeat_interval:g}s), or every worker looks hung",

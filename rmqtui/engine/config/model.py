@@ -26,6 +26,7 @@ MAX_TOPIC_BYTES = 65535      # MQTT: a UTF-8 topic, filter or client id is at mo
 MAX_TOPIC_LEVELS = 200       # Mosquitto 2.0 refuses deeper subscriptions (measured: 202 levels in all)
 MAX_ROUTE_NAME = 100         # a route name becomes part of log file names (255-byte limit) and client ids
 MAX_CLIENT_PREFIX = 128      # client ids are <prefix>-<route>-<slot>; long ids are refused by some brokers
+MAX_HOST_ID = 64            # replaces the host name in client ids (rmqtui-<host_id>-<route>-<slot>)
 MAX_NAME = 200               # share groups, package names, user names, environment variable names
 MAX_CONFIG_BYTES = 1 << 20   # a routemq.toml larger than 1 MiB is not a config file
 
@@ -128,6 +129,9 @@ class FleetConfig:
     client_prefix: str = setting("", max_len=MAX_CLIENT_PREFIX, example="rmqtui-host1",
                                  fix="use only letters, digits, '_' and '-' (at most "
                                      f"{MAX_CLIENT_PREFIX}), or remove the key for rmqtui-<hostname>")
+    host_id: str = setting("", max_len=MAX_HOST_ID, example="host1",
+                           fix="use only letters, digits, '_' and '-' (at most "
+                               f"{MAX_HOST_ID}), or remove the key for the host name")
     log_level: str = setting("INFO", choices=LOG_LEVELS,
                              fix=f"use one of {', '.join(LOG_LEVELS)}, e.g. log_level = \"INFO\"")
     heartbeat_interval: float = setting(1.0, lo=0.05, hi=60.0, unit="s",
@@ -228,13 +232,20 @@ class Config:
         return self.fleet.dead_letter_topic.replace("{route}", route.name)
 
 
-def client_prefix(config: Config) -> str:
-    """The fleet's client-id prefix: ``fleet.client_prefix`` or ``rmqtui-<host name>``.
+def host_id(config: Config) -> str:
+    """This fleet's host id: ``fleet.host_id`` (or ``RMQTUI_HOST_ID``), else the host name made client-id safe."""
+    if config.fleet.host_id:
+        return config.fleet.host_id
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()).strip("-") or "host"
+    return host[:MAX_HOST_ID]
 
-    The host name is part of the default so that fleets on several hosts sharing
-    one clustered broker never collide on client ids.
+
+def client_prefix(config: Config) -> str:
+    """The fleet's client-id prefix: ``fleet.client_prefix`` or ``rmqtui-<host id>``.
+
+    The host id (by default the host name) is part of the default so that fleets
+    on several hosts sharing one clustered broker never collide on client ids.
     """
     if config.fleet.client_prefix:
         return config.fleet.client_prefix
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()).strip("-") or "host"
-    return f"rmqtui-{host[:MAX_CLIENT_PREFIX - 7]}"
+    return f"rmqtui-{host_id(config)}"

@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -92,7 +91,7 @@ class Fleet:
         self.host, self.port = config.broker.host, config.broker.port
         self.unix_path: str | None = None  # the embedded broker's private socket, which every client uses
         self._tcp_login: tuple[str, str] | None = None  # the embedded broker's generated TCP credentials
-        self._hostname = socket.gethostname()
+        self._hostname = config_mod.host_id(config)  # the host id (default: host name) shown as "host"
         self._advice: dict[str, tuple[int | None, str]] = {}  # route -> the autoscaler's (count, reason)
         self._notes = RouteNotes()  # share skew per route over a sliding window
         self._published = self._build(self._clock()[1])
