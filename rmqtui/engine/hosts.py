@@ -1,0 +1,191 @@
+"""Several hosts in one share group: presence records, and adopting a dead host's sessions.
+
+Each fleet on an external broker keeps one MQTT connection that publishes two
+retained records under ``rmqtui/hosts/<group>/<host id>/``:
+
+- ``state``: ``alive`` while the fleet runs; the connection's will turns it into
+  ``dead`` when the supervisor vanishes without a clean disconnect (SIGKILL, a
+  lost machine); a clean stop writes ``stopped`` (sessions kept, host expected back);
+- ``slots``: the client id, route and slot of each worker session the host owns.
+
+``adopt`` lets a live fleet take over a dead host's sessions: for each of its
+client ids a release client (the same rescue the supervisor uses for released
+slots) resumes the session, leaves the share group, hands what the session holds
+to the live members and ends the session.  A host whose state is ``alive`` is
+never adopted: taking its client ids would knock its live workers off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import replace
+from typing import Callable
+
+from .protocol import BrokerSettings, WorkerSpec
+
+log = logging.getLogger("rmqtui.hosts")
+
+PREFIX = "rmqtui/hosts"
+
+
+def topic(group: str, host: str, leaf: str) -> str:
+    return f"{PREFIX}/{group}/{host}/{leaf}"
+
+
+class Presence:
+    """This host's records: ``alive`` with its slots while it runs, ``dead`` by will, ``stopped`` on a clean stop."""
+
+    def __init__(self, access: BrokerSettings, group: str, host: str, client_id: str,
+                 slots: Callable[[], list[dict]], interval: float = 1.0) -> None:
+        from .broker_sys import address, make_client
+
+        self.access, self.group, self.host, self.interval = access, group, host, interval
+        self._slots, self._last: str | None = slots, None
+        self._address = address(access)
+        self.client = make_client(access, client_id, clean=True)
+        dead = json.dumps({"host": host, "state": "dead", "time": None})
+        self.client.will_set(topic(group, host, "state"), dead, qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self, state: str) -> str:
+        return json.dumps({"host": self.host, "state": state, "time": time.time()})
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            client.publish(topic(self.group, self.host, "state"), self._record("alive"), qos=1, retain=True)
+            self._last = None  # publish the slots again on the new connection
+
+    def start(self) -> "Presence":
+        self.client.connect_async(*self._address, keepalive=10)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="rmqtui-presence", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                slots = json.dumps(sorted(self._slots(), key=lambda s: s["client_id"]))
+            except Exception:  # noqa: BLE001 - a snapshot hiccup: try again next round
+                continue
+            if slots != self._last and self.client.is_connected():
+                self.client.publish(topic(self.group, self.host, "slots"), slots, qos=1, retain=True)
+                self._last = slots
+
+    def stop(self) -> None:
+        """A clean stop: ``stopped`` (the sessions stay; this host is expected back), then disconnect."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self.client.is_connected():
+            self.client.publish(topic(self.group, self.host, "state"), self._record("stopped"), qos=1,
+                                retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def read_host(access: BrokerSettings, group: str, host: str, client_id: str, timeout: float = 3.0) -> dict:
+    """The retained records of ``host``: ``{"state": {...} | None, "slots": [...] | None}``."""
+    from .broker_sys import address, make_client
+
+    found: dict = {"state": None, "slots": None}
+    got = threading.Event()
+    client = make_client(access, client_id, clean=True)
+
+    def on_message(c, userdata, msg) -> None:
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        try:
+            found[leaf] = json.loads(msg.payload)
+        except ValueError:
+            return
+        if found["state"] is not None and found["slots"] is not None:
+            got.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(topic(group, host, "+"), 1)
+    client.connect(*address(access), keepalive=10)
+    client.loop_start()
+    try:
+        got.wait(timeout)  # retained records arrive at once; a missing one stays None
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return found
+
+
+class _Collect:
+    """A channel for an in-process release client: keeps its last heartbeat."""
+
+    def __init__(self) -> None:
+        self.last = None
+
+    def send(self, obj) -> None:
+        if hasattr(obj, "handed_on"):
+            self.last = obj
+
+
+def adopt(access: BrokerSettings, group: str, host: str, me: str, specs: Callable[[dict], WorkerSpec | None],
+          *, force: bool = False) -> tuple[bool, str]:
+    """Take over ``host``'s sessions; ``(done, message)``.  ``specs`` builds the release spec of one slot
+    record (None: this fleet has no such route)."""
+    from .worker.rescue import rescue
+
+    if host == me:
+        return False, "a fleet cannot adopt its own host id"
+    found = read_host(access, group, host, f"{me}-adopt-read")
+    state = (found["state"] or {}).get("state")
+    if state is None:
+        return False, f"no host {host!r} in group {group!r} on this broker (no presence record)"
+    if state == "alive":
+        return False, f"host {host!r} is alive (its presence connection is up): adopting would knock its workers off"
+    if state == "stopped" and not force:
+        return False, (f"host {host!r} stopped cleanly and keeps its sessions for its return; "
+                       f"adopt --force to take them anyway")
+    if state == "adopted":
+        return False, f"host {host!r} was already adopted by {found['state'].get('by')}"
+    handed = sessions = 0
+    failed: list[str] = []
+    for slot in found["slots"] or []:
+        spec = specs(slot)
+        if spec is None:
+            failed.append(f"{slot.get('client_id')} (route {slot.get('route')!r} is not in this config)")
+            continue
+        channel = _Collect()
+        code = rescue(spec, channel)
+        if code != 0:
+            failed.append(spec.client_id)
+            continue
+        sessions += 1
+        handed += channel.last.handed_on if channel.last is not None else 0
+    if failed:
+        return False, (f"adopted {sessions} session(s) of {host!r}, handed {handed} message(s) on; not adopted: "
+                       f"{', '.join(failed)} (their sessions are kept; run adopt again)")
+    _mark_adopted(access, group, host, me)
+    log.warning("adopted host %s: %d session(s) ended, %d queued message(s) handed to the live workers",
+                host, sessions, handed)
+    return True, f"adopted {host}: {sessions} session(s) ended, {handed} queued message(s) handed to the live workers"
+
+
+def _mark_adopted(access: BrokerSettings, group: str, host: str, me: str) -> None:
+    from .broker_sys import address, make_client
+
+    client = make_client(access, f"{me}-adopt-mark", clean=True)
+    client.connect(*address(access), keepalive=10)
+    client.loop_start()
+    try:
+        record = json.dumps({"host": host, "state": "adopted", "by": me, "time": time.time()})
+        client.publish(topic(group, host, "state"), record, qos=1, retain=True).wait_for_publish(3)
+        client.publish(topic(group, host, "slots"), "[]", qos=1, retain=True).wait_for_publish(3)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def release_spec(base: WorkerSpec, client_id: str) -> WorkerSpec:
+    """``base`` (a release spec of the same route) for another host's ``client_id``."""
+    return replace(base, client_id=client_id, worker_id=f"adopt:{client_id}", release_only=True)
