@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import signal
 import sys
@@ -59,3 +60,7 @@ def arm_fork_server() -> None:
     if fork_server_pid is None and _running_as_fork_server():
         fork_server_pid = os.getpid()
         arm(None)
+        # the preload's objects never change: keep the workers' garbage collector off them, so their
+        # reference counts and GC headers are not written and the pages stay shared (copy-on-write)
+        gc.collect()
+        gc.freeze()
