@@ -69,6 +69,7 @@ class WorkerSpec:
     broker: BrokerSettings
     log_level: str = "INFO"
     heartbeat_interval: float = 1.0
+    idle_heartbeat_interval: float = 1.0  # an idle worker (nothing changed) beats only this often
     handler_retries: int = 2
     dead_letter_topic: str = "rmqtui/dead/{route}"
     poison_mids: frozenset[int] = frozenset()

@@ -225,3 +225,12 @@ def test_operator_commands_use_the_engine_rules():
     assert not r.ok and "keeps its last worker" in r.message
     assert not f.set_log_level("LOUD").ok
     assert not f.scale("nope", 1).ok
+
+
+def test_idle_workers_beat_often_enough_for_the_hang_watchdog() -> None:
+    from rmqtui.engine.supervisor.specs import idle_beat_interval
+    for hang, beat in ((30.0, 1.0), (2.0, 0.2), (1.0, 0.5), (300.0, 10.0)):
+        fleet = make_config([ROUTE], fleet={"hang_timeout": hang, "heartbeat_interval": beat}).fleet
+        idle = idle_beat_interval(fleet)
+        assert beat <= idle <= max(beat, hang / 3.0), (hang, beat, idle)
+    assert idle_beat_interval(make_config([ROUTE]).fleet) > 1.0  # the defaults: idle workers beat less often

@@ -19,10 +19,16 @@ def build_spec(config: Config, pool: Pool, slot: Slot, broker: BrokerSettings, l
         subscribe_filter=pool.filter, handler=route.handler, qos=route.qos, root=str(config.root),
         broker=broker,
         log_level=slot.log_level, heartbeat_interval=config.fleet.heartbeat_interval,
+        idle_heartbeat_interval=idle_beat_interval(config.fleet),
         handler_retries=config.fleet.handler_retries, dead_letter_topic=config.fleet.dead_letter_topic,
         poison_mids=frozenset(slot.poison),
         log_file=str(log_dir / f"{route.name}-{slot.index}.log") if log_dir is not None else None,
         release_only=release, concurrency=route.concurrency)
+
+
+def idle_beat_interval(fleet) -> float:
+    """How often an idle worker beats: every 5 s, but at least 3 beats per hang_timeout (the watchdog)."""
+    return max(fleet.heartbeat_interval, min(5.0, fleet.hang_timeout / 3.0))
 
 
 def worker_spec(core, fleet, spawn) -> WorkerSpec:

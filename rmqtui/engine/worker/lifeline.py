@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import signal
 import sys
@@ -66,3 +67,7 @@ def arm_fork_server() -> None:
             os.setsid()
         except OSError:  # already a group leader: not started by multiprocessing as we know it
             pass
+        # the preload's objects never change: keep the workers' garbage collector off them, so their
+        # reference counts and GC headers are not written and the pages stay shared (copy-on-write)
+        gc.collect()
+        gc.freeze()
