@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("metrics", help="the fleet's Prometheus metrics, as /metrics would serve them")
     sub.add_parser("unpin", help="let the autoscaler decide a route's count again after a manual change"
                    ).add_argument("route")
+    p = sub.add_parser("adopt", help="take over a dead host's sessions: hand their queued messages to this fleet")
+    p.add_argument("host", help="the dead host's host id")
+    p.add_argument("--force", action="store_true", help="also a host that stopped cleanly (never a live one)")
     sub.add_parser("stop", help="drain every worker and stop the fleet")
     return ap
 
@@ -167,7 +170,8 @@ _METHODS = {"scale": lambda a: ("scale", {"route": a.route, "count": a.count}),
             "debug": lambda a: ("set_log_level", {"level": "DEBUG" if a.switch == "on" else "INFO",
                                                   "worker": None if a.worker == "all" else a.worker}),
             "reload": lambda a: ("reload", {}), "save": lambda a: ("save", {}), "stop": lambda a: ("stop", {}),
-            "unpin": lambda a: ("unpin", {"route": a.route})}
+            "unpin": lambda a: ("unpin", {"route": a.route}),
+            "adopt": lambda a: ("adopt", {"host": a.host, "force": a.force})}
 
 
 def _metrics(args) -> int:
@@ -187,7 +191,7 @@ def _command(args) -> int:
     method, params = _METHODS[args.command](args)
     conn = connect(args.config, read_only=args.read_only)
     try:
-        result = conn.call(method, params, timeout=60)
+        result = conn.call(method, params, timeout=600 if method == "adopt" else 60)
     except RemoteError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

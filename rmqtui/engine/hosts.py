@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-from dataclasses import replace
 from typing import Callable
 
 from .protocol import BrokerSettings, WorkerSpec
@@ -43,7 +42,8 @@ class Presence:
         from .broker_sys import address, make_client
 
         self.access, self.group, self.host, self.interval = access, group, host, interval
-        self._slots, self._last: str | None = slots, None
+        self._slots = slots
+        self._last: str | None = None  # the slots record last published
         self._address = address(access)
         self.client = make_client(access, client_id, clean=True)
         dead = json.dumps({"host": host, "state": "dead", "time": None})
@@ -185,7 +185,3 @@ def _mark_adopted(access: BrokerSettings, group: str, host: str, me: str) -> Non
         client.disconnect()
         client.loop_stop()
 
-
-def release_spec(base: WorkerSpec, client_id: str) -> WorkerSpec:
-    """``base`` (a release spec of the same route) for another host's ``client_id``."""
-    return replace(base, client_id=client_id, worker_id=f"adopt:{client_id}", release_only=True)

@@ -52,10 +52,25 @@ class OpsServices:
         self.sys_reader: BrokerSysReader | None = None
         self.autoscaler: AutoscaleController | None = None
         self.metrics: MetricsServer | None = None
+        self.presence = None  # hosts.Presence, on an external broker (several hosts may share its group)
+
+    def _host(self) -> tuple[str, str]:
+        from .config import client_prefix, host_id
+
+        return host_id(self.fleet.config), client_prefix(self.fleet.config)
 
     def start(self) -> "OpsServices":
-        """Start the ``$SYS`` reader when anything needs it, then the autoscaler and ``/metrics``."""
+        """Presence on an external broker; the ``$SYS`` reader when anything needs it, then the autoscaler and
+        ``/metrics``."""
         s = self.settings
+        if not self.broker_config.embedded and hasattr(self.fleet, "broker_settings"):
+            from .hosts import Presence
+
+            host, prefix = self._host()
+            fleet = self.fleet
+            self.presence = Presence(fleet.broker_settings(), fleet.config.fleet.group, host, f"{prefix}-presence",
+                                     lambda: [{"client_id": w.client_id, "route": w.route, "slot": w.slot}
+                                              for w in fleet.snapshot().workers]).start()
         if not (s.autoscaled or s.metrics.port):
             return self
         broker = self.fleet.snapshot().broker  # the embedded broker may have moved off the configured port
@@ -80,6 +95,19 @@ class OpsServices:
             self.metrics = MetricsServer(FleetCollector(self.fleet.snapshot, stats, recs))  # not served over HTTP
         return self.metrics.render().decode()
 
+    def adopt(self, host: str, force: bool = False) -> CommandResult:
+        """Take over a dead host's sessions (see :mod:`rmqtui.engine.hosts`)."""
+        from .hosts import adopt
+        from .supervisor.specs import adoption_spec
+
+        if self.broker_config.embedded or not hasattr(self.fleet, "broker_settings"):
+            return CommandResult.refused("adopt needs an external broker shared by several hosts")
+        me, _ = self._host()
+        fleet = self.fleet
+        ok, message = adopt(fleet.broker_settings(), fleet.config.fleet.group, host, me,
+                            lambda record: adoption_spec(fleet, record), force=force)
+        return CommandResult(ok, message)
+
     def unpin(self, route: str) -> CommandResult:
         """Let the autoscaler act on ``route`` again after a manual change pinned it."""
         if self.autoscaler is None or not self.autoscaler.unpin(route):
@@ -88,7 +116,7 @@ class OpsServices:
 
     def stop(self) -> None:
         """Stop everything started, newest first."""
-        for service in (self.metrics, self.autoscaler, self.sys_reader):
+        for service in (self.metrics, self.autoscaler, self.sys_reader, self.presence):
             if service is not None:
                 service.stop()
-        self.metrics = self.autoscaler = self.sys_reader = None
+        self.metrics = self.autoscaler = self.sys_reader = self.presence = None

@@ -24,6 +24,8 @@ from . import paths
 from .audit import AuditLog, peer_credentials
 from .codec import dumps, record_to_dict, result_to_dict, snapshot_to_dict
 from .dispatch import ANY_ROLE, COMMANDS, RequestError, call_command
+
+OPS_METHODS = frozenset({"unpin", "adopt"})  # operator methods of the OpsServices next to the fleet
 from .session import STREAMS, Session
 
 MAX_LINE = 1 << 20
@@ -246,18 +248,22 @@ class ControlServer:
             if self.ops is None:
                 raise RequestError(-32601, "this fleet serves no metrics")
             return {"text": self.ops.metrics_text()}
-        if method not in COMMANDS and method != "unpin":
-            raise RequestError(-32601, f"no method {method!r}; methods: {', '.join(sorted(ANY_ROLE | set(COMMANDS) | {'unpin'}))}")
+        if method not in COMMANDS and method not in OPS_METHODS:
+            raise RequestError(-32601, f"no method {method!r}; methods: {', '.join(sorted(ANY_ROLE | set(COMMANDS) | OPS_METHODS))}")
         if session.role != paths.OPERATOR:
             message = f"this is a read-only connection; {method} needs the operator socket"
             self._audit(session, method, params, {"ok": False, "message": message})
             raise RequestError(-32001, message)
-        if method == "unpin":  # the autoscaler's, not the fleet's: it lives next to the fleet (OpsServices)
-            route = params.get("route")
-            if not isinstance(route, str):
-                raise RequestError(-32602, "unpin needs a route name")
-            result = result_to_dict(self.ops.unpin(route) if self.ops is not None
-                                    else CommandResult.refused("this fleet runs no autoscaler"))
+        if method in OPS_METHODS:  # served next to the fleet by its OpsServices (autoscaler, presence)
+            name = params.get("route" if method == "unpin" else "host")
+            if not isinstance(name, str):
+                raise RequestError(-32602, f"{method} needs a {'route' if method == 'unpin' else 'host'} name")
+            if self.ops is None:
+                result = result_to_dict(CommandResult.refused(f"this fleet serves no {method}"))
+            elif method == "unpin":
+                result = result_to_dict(self.ops.unpin(name))
+            else:
+                result = result_to_dict(self.ops.adopt(name, bool(params.get("force"))))
             self._audit(session, method, params, result)
             return result
         if method == "stop" and self._stop_hook is not None:
@@ -274,7 +280,7 @@ class ControlServer:
         return result
 
     def _hello(self, session: Session) -> dict:
-        allowed = sorted(ANY_ROLE | (set(COMMANDS) | {"unpin"} if session.role == paths.OPERATOR else set()))
+        allowed = sorted(ANY_ROLE | (set(COMMANDS) | OPS_METHODS if session.role == paths.OPERATOR else set()))
         return {"protocol": paths.PROTOCOL_VERSION, "server": f"rmqtui {__version__}", "role": session.role,
                 "fleet": {"pid": os.getpid(), "config": str(self.config_path), "hostname": socket.gethostname()},
                 "capabilities": allowed + [f"stream:{s}" for s in STREAMS]}

@@ -37,3 +37,14 @@ def worker_spec(core, fleet, spawn) -> WorkerSpec:
     log_dir = fleet._state_dir / "logs" if fleet._state_dir is not None else None
     return build_spec(core.config, core.pools[slot.route], slot, fleet.broker_settings(), log_dir,
                       release=spawn.release)
+
+
+def adoption_spec(fleet, record: dict) -> WorkerSpec | None:
+    """The release spec for another host's slot ``record`` (``client_id``, ``route``, ``slot``) on a route
+    of ``fleet``'s config (same name, so the same filter); None when this config has no such route."""
+    pool = fleet._core.pools.get(str(record.get("route")))
+    client_id = str(record.get("client_id") or "")
+    if pool is None or not client_id:
+        return None
+    slot = Slot(pool.name, int(record.get("slot") or 0), client_id, "INFO")
+    return build_spec(fleet.config, pool, slot, fleet.broker_settings(), None, release=True)

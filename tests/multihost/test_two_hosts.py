@@ -1,0 +1,134 @@
+"""Two hosts in one share group on one external Mosquitto, tested on one machine as two processes.
+
+Host A and host B (different ``RMQTUI_HOST_ID``, so different client ids) each run `rmqtui --no-ui` with
+two workers on the same route and group.  Numbered QoS 1 messages flow; host B is SIGKILLed whole
+(supervisor, fork server, workers).  Its persistent sessions stay in the group, and Mosquitto keeps
+giving them their share, so messages are stranded there; `rmqtui ctl adopt B` on host A hands them to A's
+workers.  The table printed at the end gives the figures (run with -s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rmqtui.engine.broker import EmbeddedBroker, free_port
+from tests.chaos.harness import ChaosProject, DeadLetters, Publisher, route, settle, unaccounted, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(180)
+
+
+class Host:
+    """One host: a chaos project and its headless fleet in a session of its own."""
+
+    def __init__(self, root: Path, host_id: str, port: int) -> None:
+        self.host_id = host_id
+        self.project = ChaosProject(root)
+        self.config = self.project.write([route("work", 2)], broker={"embedded": False, "port": port})
+        self.out = root / "headless.out"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), RMQTUI_HOST_ID=host_id)
+        with open(self.out, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "rmqtui.cli", "--no-ui", "--json", "--interval",
+                                          "0.5", "-c", str(self.config)], cwd=root, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def subscribed(self) -> int:
+        for line in reversed(self.out.read_text().splitlines()):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if "workers" in data:
+                return sum(1 for w in data["workers"] if w["state"] == "subscribed")
+        return 0
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rmqtui.cli", "ctl", "-c", str(self.config), *args],
+                              capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+    def handled(self) -> set[int]:
+        return set(self.project.handled("work"))
+
+    def family(self) -> list[psutil.Process]:
+        me = psutil.Process(self.proc.pid)
+        return [me] + me.children(recursive=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp_path):
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())  # the shared broker, persistence on
+    broker.start()
+    a = b = pub = sink = None
+    try:
+        a = Host(tmp_path / "a", "host-a", broker.port)
+        b = Host(tmp_path / "b", "host-b", broker.port)
+        wait_until(lambda: a.subscribed() == 2 and b.subscribed() == 2, 60, "2 subscribed workers on each host")
+        sink = DeadLetters(broker.port)
+        pub = Publisher(broker.port, "work", rate=200).start()
+        wait_until(lambda: len(a.handled()) > 50 and len(b.handled()) > 50, 30, "both hosts handling")
+        split = (len(a.handled()), len(b.handled()))
+        alive = a.ctl("adopt", "host-b", "--force")
+        assert alive.returncode == 1 and "is alive" in alive.stderr, "a live host is never adopted: " + alive.stderr
+
+        family = b.family()
+        os.killpg(b.proc.pid, signal.SIGKILL)  # the whole host: supervisor and everything in its session
+        for p in family:  # the fork server left the session; it and the workers die with the supervisor
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        b.proc.wait()
+        wait_until(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
+                   20, "every process of host B to be gone")
+        time.sleep(3.0)  # publishing on while B is dead: its sessions keep their share
+        pub.stop()
+        acked = pub.acked()
+        settle(lambda: len(a.handled()), None, 20, quiet=2.0)  # A has handled all it will get
+        stranded = _missing(acked, a, b, sink)
+
+        refused = a.ctl("adopt", "host-a")
+        assert refused.returncode == 1 and "its own host id" in refused.stderr, refused.stderr
+        done = a.ctl("adopt", "host-b")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "adopted host-b" in done.stdout, done.stdout
+        wait_until(lambda: not _missing(acked, a, b, sink), 60, "every acknowledged message handled after the adoption")
+        lost = _missing(acked, a, b, sink)
+        again = a.ctl("adopt", "host-b")
+        assert again.returncode == 1 and "already adopted" in again.stderr, again.stderr
+        print(f"\ntwo hosts, one group, QoS 1 at 200 msg/s: split before the kill A {split[0]} / B {split[1]}; "
+              f"published {len(acked)}; stranded in host B's sessions without adoption: {len(stranded)}; "
+              f"after `ctl adopt host-b`: lost {len(lost)}; {done.stdout.strip()}")
+        assert stranded, "Mosquitto gives a dead member's sessions their share: some messages must be stranded"
+        assert not lost, f"lost after adoption: {lost[:20]}"
+    finally:
+        if pub is not None:
+            pub.stop()
+        if sink is not None:
+            sink.close()
+        for host in (a, b):
+            if host is not None:
+                host.stop()
+        broker.stop()
+
+
+
+def _missing(acked, a: Host, b: Host, sink) -> list[int]:
+    """Acknowledged messages neither host handled nor dead-lettered."""
+    return unaccounted(acked, {s: 1 for s in a.handled() | b.handled()}, sink.seqs("work"))
