@@ -62,7 +62,7 @@ def _alive(pids: list[int]) -> list[int]:
 def test_detach_leaves_the_fleet_running_until_ctl_stop(config) -> None:
     term = Terminal(config)
     try:
-        wait_for(lambda: b"subscribed" in term.pump() and subscribed(config, 2), timeout=30,
+        wait_for(lambda: b"workers" in term.pump() and subscribed(config, 2), timeout=60,
                  what="the TUI with 2 subscribed workers")
         before = status(config)
         os.write(term.main, b"Q")
@@ -93,7 +93,7 @@ def test_detach_leaves_the_fleet_running_until_ctl_stop(config) -> None:
 
 def _started(config) -> tuple[Terminal, list[int]]:
     term = Terminal(config)
-    wait_for(lambda: b"subscribed" in term.pump() and subscribed(config, 2), timeout=30,
+    wait_for(lambda: b"workers" in term.pump() and subscribed(config, 2), timeout=60,
              what="the TUI with 2 subscribed workers")
     kids = psutil.Process(term.proc.pid).children(recursive=True)
     return term, [p.pid for p in kids]
