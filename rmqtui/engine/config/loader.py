@@ -289,6 +289,11 @@ class Loader:
                 raise self.fail(f"{w}.topic", f"route {r.name!r}: {too_big}",
                                 "use a topic with fewer levels (a shared route's $share/<group>/ adds 2)")
             self.dead_letters(config, i, r)
+            probe = f"rmqtui/hosts/{config.group_for(r)}/host/state"  # presence records of the fleets (hosts.py)
+            if r.pattern.match(probe) is not None:
+                raise self.fail(f"routes[{i}].topic", f"route {r.name!r} ({r.topic!r}) matches {probe!r}: rmqtui's "
+                                "presence records (rmqtui/hosts/...) would reach its workers as work",
+                                "narrow the topic so it cannot match rmqtui/hosts/...")
             if r.shared:
                 same = owners.setdefault((config.group_for(r), r.pattern.filter), r)
                 if same is not r:
