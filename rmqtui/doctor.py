@@ -192,6 +192,41 @@ def check_share(access, group: str, nonce: str, probes: int = 20, settle: float 
     return Check("$share", OK, f"{probes} probes each arrived exactly once across two members (split {split})")
 
 
+def check_dead_hosts(access, group: str, nonce: str) -> Check:
+    """Hosts of the group whose presence says ``dead``: their sessions keep taking a share nobody serves."""
+    import json
+    import threading
+
+    from .engine.broker_sys import address, make_client
+    from .engine.hosts import topic
+
+    states: dict[str, dict] = {}
+    client = make_client(access, f"rmqtui-doctor-{nonce}-h")
+    client.on_connect = lambda c, *a: c.subscribe(topic(group, "+", "state"), 1)
+
+    def on_message(c, userdata, msg) -> None:
+        try:
+            states[msg.topic.split("/")[-2]] = json.loads(msg.payload)
+        except ValueError:
+            pass
+
+    client.on_message = on_message
+    try:
+        client.connect(*address(access), keepalive=10)
+    except OSError as exc:
+        return Check("dead hosts", WARN, f"could not read the hosts' presence records: {exc}", "")
+    client.loop_start()
+    threading.Event().wait(1.0)  # retained records arrive at once
+    client.disconnect()
+    client.loop_stop()
+    dead = sorted(h for h, s in states.items() if s.get("state") == "dead")
+    if dead:
+        return Check("dead hosts", WARN, f"host(s) {', '.join(dead)} of group {group!r} died without a clean stop; "
+                                         f"their sessions keep taking a share of the messages that nobody handles",
+                     f"on a live host: rmqtui ctl adopt {dead[0]} (or set [fleet] adopt_after)")
+    return Check("dead hosts", OK, f"{len(states)} host(s) known in group {group!r}, none dead")
+
+
 def check_queue(access, nonce: str) -> Check:
     """An offline persistent session must keep more than Mosquitto's default of 1000 queued messages."""
     from .probe import Probe, ProbeError
@@ -271,6 +306,7 @@ def run_checks(config, *, probes: int = 20) -> list[Check]:
         checks.append(check_share(access, config.fleet.group, nonce, probes))
         checks.append(check_queue(access, nonce))
         if temp is None and not b.embedded:
+            checks.append(check_dead_hosts(access, config.fleet.group, nonce))
             checks.append(Check("persistence", INFO, "not visible over MQTT: make sure the broker saves sessions "
                                                      "(Mosquitto: `persistence true`), or a broker restart loses "
                                                      "every queued message"))

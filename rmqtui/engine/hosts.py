@@ -185,3 +185,59 @@ def _mark_adopted(access: BrokerSettings, group: str, host: str, me: str) -> Non
         client.disconnect()
         client.loop_stop()
 
+
+
+class AutoAdopt:
+    """Watches the group's hosts and adopts one that has been ``dead`` for ``after`` seconds (``adopt_after``)."""
+
+    def __init__(self, access: BrokerSettings, group: str, me: str, client_id: str, after: float,
+                 adopt_host: Callable[[str], tuple[bool, str]], poll: float = 1.0) -> None:
+        from .broker_sys import address, make_client
+
+        self.after, self.me, self.poll, self._adopt = after, me, poll, adopt_host
+        self.dead_since: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._address = address(access)
+        self.client = make_client(access, client_id, clean=True)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic(group, "+", "state"), 1)
+        self.client.on_message = self._on_message
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _on_message(self, client, userdata, msg) -> None:
+        host = msg.topic.split("/")[-2]
+        try:
+            state = json.loads(msg.payload).get("state")
+        except (ValueError, AttributeError):
+            return
+        with self._lock:
+            if state == "dead" and host != self.me:
+                self.dead_since.setdefault(host, time.monotonic())
+            else:
+                self.dead_since.pop(host, None)
+
+    def start(self) -> "AutoAdopt":
+        self.client.connect_async(*self._address, keepalive=10)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="rmqtui-auto-adopt", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            now = time.monotonic()
+            with self._lock:
+                due = [h for h, since in self.dead_since.items() if now - since >= self.after]
+            for host in due:
+                ok, message = self._adopt(host)
+                log.warning("adopt_after: host %s dead for %.0f s: %s", host, self.after, message)
+                if ok:
+                    with self._lock:
+                        self.dead_since.pop(host, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -53,6 +53,7 @@ class OpsServices:
         self.autoscaler: AutoscaleController | None = None
         self.metrics: MetricsServer | None = None
         self.presence = None  # hosts.Presence, on an external broker (several hosts may share its group)
+        self.auto_adopt = None  # hosts.AutoAdopt, with [fleet] adopt_after
 
     def _host(self) -> tuple[str, str]:
         from .config import client_prefix, host_id
@@ -71,6 +72,12 @@ class OpsServices:
             self.presence = Presence(fleet.broker_settings(), fleet.config.fleet.group, host, f"{prefix}-presence",
                                      lambda: [{"client_id": w.client_id, "route": w.route, "slot": w.slot}
                                               for w in fleet.snapshot().workers]).start()
+            if fleet.config.fleet.adopt_after > 0:
+                from .hosts import AutoAdopt
+
+                self.auto_adopt = AutoAdopt(fleet.broker_settings(), fleet.config.fleet.group, host,
+                                            f"{prefix}-watch", fleet.config.fleet.adopt_after,
+                                            lambda dead: self._adopt_logged(dead)).start()
         if not (s.autoscaled or s.metrics.port):
             return self
         broker = self.fleet.snapshot().broker  # the embedded broker may have moved off the configured port
@@ -108,6 +115,13 @@ class OpsServices:
                             lambda record: adoption_spec(fleet, record), force=force)
         return CommandResult(ok, message)
 
+    def _adopt_logged(self, host: str) -> tuple[bool, str]:
+        result = self.adopt(host)
+        note = getattr(self.fleet, "_note", None)  # the fleet's event log: every front end shows it
+        if callable(note):
+            note("WARNING" if result.ok else "ERROR", "fleet", f"adopt_after: {result.message}")
+        return result.ok, result.message
+
     def unpin(self, route: str) -> CommandResult:
         """Let the autoscaler act on ``route`` again after a manual change pinned it."""
         if self.autoscaler is None or not self.autoscaler.unpin(route):
@@ -116,7 +130,7 @@ class OpsServices:
 
     def stop(self) -> None:
         """Stop everything started, newest first."""
-        for service in (self.metrics, self.autoscaler, self.sys_reader, self.presence):
+        for service in (self.auto_adopt, self.metrics, self.autoscaler, self.sys_reader, self.presence):
             if service is not None:
                 service.stop()
-        self.metrics = self.autoscaler = self.sys_reader = self.presence = None
+        self.metrics = self.autoscaler = self.sys_reader = self.presence = self.auto_adopt = None

@@ -76,6 +76,7 @@ class WorkerSpec:
     log_file: str | None = None
     # a rescue: under the slot's id, leave the group, hand the session's backlog on, end the session
     release_only: bool = False
+    session_expiry: int = 7 * 24 * 3600  # seconds the slot's v5 session outlives its connection
     release_idle_timeout: float = 15.0  # a rescue that makes no progress this long gives up, keeping the session
     concurrency: int = 1  # handler calls in flight at once (async def handlers only)
 

@@ -70,7 +70,7 @@ BAD_LINES = {
     "syntax.toml": 3, "unknown_route_key.toml": 10, "unknown_section.toml": 1, "bool_for_int.toml": 5,
     "quoted_port.toml": 3, "qos.toml": 5, "not_shared_many.toml": 6, "duplicate_names.toml": 7,
     "bad_topic.toml": 3, "handler_missing_function.toml": 4, "tls_missing.toml": 6,
-    "route_group_plus.toml": 5, "missing_handler_key.toml": 1, "presence_route.toml": 3,
+    "route_group_plus.toml": 5, "missing_handler_key.toml": 1, "presence_route.toml": 6,
 }
 
 

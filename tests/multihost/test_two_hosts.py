@@ -30,10 +30,11 @@ pytestmark = pytest.mark.timeout(180)
 class Host:
     """One host: a chaos project and its headless fleet in a session of its own."""
 
-    def __init__(self, root: Path, host_id: str, port: int) -> None:
+    def __init__(self, root: Path, host_id: str, port: int, **fleet) -> None:
         self.host_id = host_id
         self.project = ChaosProject(root)
-        self.config = self.project.write([route("work", 2)], broker={"embedded": False, "port": port})
+        self.config = self.project.write([route("work", 2)], broker={"embedded": False, "port": port},
+                                         fleet=fleet or None)
         self.out = root / "headless.out"
         env = dict(os.environ, PYTHONPATH=str(ROOT), RMQTUI_HOST_ID=host_id)
         with open(self.out, "w") as out:
@@ -103,6 +104,9 @@ def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp
         settle(lambda: len(a.handled()), None, 20, quiet=2.0)  # A has handled all it will get
         stranded = _missing(acked, a, b, sink)
 
+        doctor = subprocess.run([sys.executable, "-m", "rmqtui.cli", "doctor", "-c", str(a.config)], capture_output=True,
+                                text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert "host-b" in doctor.stdout and "rmqtui ctl adopt host-b" in doctor.stdout, doctor.stdout + doctor.stderr
         refused = a.ctl("adopt", "host-a")
         assert refused.returncode == 1 and "its own host id" in refused.stderr, refused.stderr
         done = a.ctl("adopt", "host-b")
@@ -132,3 +136,44 @@ def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp
 def _missing(acked, a: Host, b: Host, sink) -> list[int]:
     """Acknowledged messages neither host handled nor dead-lettered."""
     return unaccounted(acked, {s: 1 for s in a.handled() | b.handled()}, sink.seqs("work"))
+
+
+def test_adopt_after_takes_over_a_dead_host_by_itself(tmp_path):
+    """``[fleet] adopt_after``: host A adopts host B once B has been dead that long; nothing is lost."""
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    broker.start()
+    a = b = pub = sink = None
+    try:
+        a = Host(tmp_path / "a", "host-a", broker.port, adopt_after=2.0)
+        b = Host(tmp_path / "b", "host-b", broker.port)
+        wait_until(lambda: a.subscribed() == 2 and b.subscribed() == 2, 60, "2 subscribed workers on each host")
+        sink = DeadLetters(broker.port)
+        pub = Publisher(broker.port, "work", rate=200).start()
+        wait_until(lambda: len(a.handled()) > 50 and len(b.handled()) > 50, 30, "both hosts handling")
+        time.sleep(3.0)  # B alive for longer than adopt_after: a live host is never adopted
+        assert len(b.handled()) > 100, "host B kept its workers while alive"
+        family = b.family()
+        os.killpg(b.proc.pid, signal.SIGKILL)
+        for p in family:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        b.proc.wait()
+        time.sleep(3.0)
+        pub.stop()
+        acked = pub.acked()
+        wait_until(lambda: not _missing(acked, a, b, sink), 60, "every acknowledged message handled after adopt_after")
+        again = a.ctl("adopt", "host-b")
+        assert again.returncode == 1 and "already adopted" in again.stderr, again.stderr
+        logs = a.ctl("logs", "--wide").stdout
+        assert "adopt_after: adopted host-b" in logs, logs[-2000:]
+    finally:
+        if pub is not None:
+            pub.stop()
+        if sink is not None:
+            sink.close()
+        for host in (a, b):
+            if host is not None:
+                host.stop()
+        broker.stop()

@@ -290,7 +290,7 @@ class Loader:
                                 "use a topic with fewer levels (a shared route's $share/<group>/ adds 2)")
             self.dead_letters(config, i, r)
             probe = f"rmqtui/hosts/{config.group_for(r)}/host/state"  # presence records of the fleets (hosts.py)
-            if r.pattern.match(probe) is not None:
+            if not config.broker.embedded and r.pattern.match(probe) is not None:  # records live on shared brokers
                 raise self.fail(f"routes[{i}].topic", f"route {r.name!r} ({r.topic!r}) matches {probe!r}: rmqtui's "
                                 "presence records (rmqtui/hosts/...) would reach its workers as work",
                                 "narrow the topic so it cannot match rmqtui/hosts/...")

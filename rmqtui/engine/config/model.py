@@ -134,6 +134,12 @@ class FleetConfig:
                                f"{MAX_HOST_ID}), or remove the key for the host name")
     log_level: str = setting("INFO", choices=LOG_LEVELS,
                              fix=f"use one of {', '.join(LOG_LEVELS)}, e.g. log_level = \"INFO\"")
+    session_expiry: int = setting(7 * 24 * 3600, lo=60, hi=4_294_967_294, unit="s",
+                                  fix="use seconds a worker's session outlives its connection (MQTT v5), "
+                                      "e.g. session_expiry = 604800 (7 days)")
+    adopt_after: float = setting(0.0, lo=0.0, hi=30 * 24 * 3600.0, unit="s",
+                                 fix="use 0 (adopt by hand with rmqtui ctl adopt) or seconds a host stays dead "
+                                     "before this fleet adopts it, e.g. adopt_after = 300")
     heartbeat_interval: float = setting(1.0, lo=0.05, hi=60.0, unit="s",
                                         fix="use about a second, e.g. heartbeat_interval = 1.0")
     hang_timeout: float = setting(30.0, lo=0.5, hi=86400.0, unit="s",

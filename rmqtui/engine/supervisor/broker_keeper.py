@@ -113,11 +113,10 @@ class BrokerKeeper:
         self._note("INFO", f"embedded Mosquitto restarted (pid {b.pid})")
 
 
-SESSION_EXPIRY = 7 * 24 * 3600  # as the workers connect (v5): a restore must not shorten a session's life
 
 
 def restore_subscriptions(access: BrokerSettings, subscriptions: list[tuple[str, str, int]], *,
-                          timeout: float = 3.0) -> int:
+                          timeout: float = 3.0, session_expiry: int = 7 * 24 * 3600) -> int:
     """Subscribe each stored session to its filter again, right after the embedded broker started.
 
     Mosquitto (2.0.11 at least) restores a session's queued messages from its persistence file but not
@@ -142,7 +141,7 @@ def restore_subscriptions(access: BrokerSettings, subscriptions: list[tuple[str,
         try:
             if v5:
                 props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = SESSION_EXPIRY
+                props.SessionExpiryInterval = session_expiry  # as the workers ask: a restore must not shorten it
                 client.connect(*address(access), clean_start=False, properties=props)
             else:
                 client.connect(*address(access))
@@ -184,6 +183,6 @@ def start_embedded(fleet, broker: EmbeddedBroker) -> None:
         subs = [(f"{fleet.prefix}-{name}-{i}", pool.filter, pool.route.qos)
                 for name, pool in fleet._core.pools.items()
                 for i in sorted(set(range(pool.desired)) | set(known.get(name, ())))]
-        n = restore_subscriptions(fleet.broker_settings(), subs)
+        n = restore_subscriptions(fleet.broker_settings(), subs, session_expiry=fleet.config.fleet.session_expiry)
         fleet._note("INFO", "broker", f"stored sessions resumed: {n} of {len(subs)} subscriptions "
                                      f"restored before the workers start")

@@ -23,7 +23,7 @@ def build_spec(config: Config, pool: Pool, slot: Slot, broker: BrokerSettings, l
         handler_retries=config.fleet.handler_retries, dead_letter_topic=config.fleet.dead_letter_topic,
         poison_mids=frozenset(slot.poison),
         log_file=str(log_dir / f"{route.name}-{slot.index}.log") if log_dir is not None else None,
-        release_only=release, concurrency=route.concurrency)
+        release_only=release, concurrency=route.concurrency, session_expiry=config.fleet.session_expiry)
 
 
 def idle_beat_interval(fleet) -> float:

@@ -23,7 +23,6 @@ from paho.mqtt.properties import Properties
 
 from ..protocol import WorkerSpec
 
-SESSION_EXPIRY = 7 * 24 * 3600  # seconds a v5 session outlives its connection
 _MAX_TOPIC_BYTES = 65535
 
 log = logging.getLogger("rmqtui.worker")
@@ -137,7 +136,7 @@ class Connection:
         kwargs: dict[str, Any] = {}
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0 if clean_start else SESSION_EXPIRY
+            props.SessionExpiryInterval = 0 if clean_start else self.spec.session_expiry
             kwargs = {"clean_start": clean_start, "properties": props}
         self.client.connect_async(*self._address(), keepalive=b.keepalive, **kwargs)
         self.client.loop_start()
