@@ -77,7 +77,8 @@ class FixedFleet(FakeFleet):
         runner = FakeRunner(self._behave, first_pid=48_200, drain_exits=False)
         super().__init__(config, runner=runner, clock=ManualClock(wall=FIXED_TIME - _UP, mono=0.0),
                          figures=figures, own=ProcessSample(1.2, 61 * _MB, 55 * _MB, 18, 6, None))
-        self._core.set_broker(BrokerState.UP, pid=48_190, host="127.0.0.1", port=18830)
+        self._core.set_broker(BrokerState.UP, pid=48_190, host="127.0.0.1", port=18830,
+                              unix_path="/run/user/1000/rmqtui/app-3f2a9c1d0b7e/broker.sock", tcp=False)
         self._core.started = FIXED_TIME - _UP
         self._hostname = "demo-host"
         self._play()
