@@ -194,31 +194,13 @@ def check_share(access, group: str, nonce: str, probes: int = 20, settle: float 
 
 def check_dead_hosts(access, group: str, nonce: str) -> Check:
     """Hosts of the group whose presence says ``dead``: their sessions keep taking a share nobody serves."""
-    import json
-    import threading
+    from .engine.hosts import read_records
 
-    from .engine.broker_sys import address, make_client
-    from .engine.hosts import topic
-
-    states: dict[str, dict] = {}
-    client = make_client(access, f"rmqtui-doctor-{nonce}-h")
-    client.on_connect = lambda c, *a: c.subscribe(topic(group, "+", "state"), 1)
-
-    def on_message(c, userdata, msg) -> None:
-        try:
-            states[msg.topic.split("/")[-2]] = json.loads(msg.payload)
-        except ValueError:
-            pass
-
-    client.on_message = on_message
     try:
-        client.connect(*address(access), keepalive=10)
+        states = {who: rec for (who, _), rec in read_records(access, group, "+", f"rmqtui-doctor-{nonce}-h",
+                                                              "state").items() if isinstance(rec, dict)}
     except OSError as exc:
         return Check("dead hosts", WARN, f"could not read the hosts' presence records: {exc}", "")
-    client.loop_start()
-    threading.Event().wait(1.0)  # retained records arrive at once
-    client.disconnect()
-    client.loop_stop()
     dead = sorted(h for h, s in states.items() if s.get("state") == "dead")
     if dead:
         return Check("dead hosts", WARN, f"host(s) {', '.join(dead)} of group {group!r} died without a clean stop; "

@@ -34,23 +34,67 @@ def topic(group: str, host: str, leaf: str) -> str:
     return f"{PREFIX}/{group}/{host}/{leaf}"
 
 
-class Presence:
-    """This host's records: ``alive`` with its slots while it runs, ``dead`` by will, ``stopped`` on a clean stop."""
+class _Background:
+    """One MQTT client with its network loop and one thread that calls :meth:`_tick` every ``interval``."""
+
+    name = "rmqtui-hosts"
+
+    def __init__(self, access: BrokerSettings, client_id: str, interval: float) -> None:
+        from .broker_sys import address, make_client
+
+        self.interval = interval
+        self._address = address(access)
+        self.client = make_client(access, client_id, clean=True)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self):
+        self.client.connect_async(*self._address, keepalive=10)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._tick()
+
+    def _tick(self) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _state_of(payload: bytes) -> str | None:
+    try:
+        return json.loads(payload).get("state")
+    except (ValueError, AttributeError):
+        return None
+
+
+class Presence(_Background):
+    """This host's records: ``alive`` with its slots while it runs, ``dead`` by will, ``stopped`` on a clean stop.
+
+    A record another client writes over ours while we run (a forged ``dead``, which would invite an
+    ``adopt_after`` on another host to take our sessions) is put back to ``alive`` at once: the presence
+    client follows its own state topic.  On a broker other users share, restrict ``rmqtui/hosts/#`` with an ACL.
+    """
+
+    name = "rmqtui-presence"
 
     def __init__(self, access: BrokerSettings, group: str, host: str, client_id: str,
                  slots: Callable[[], list[dict]], interval: float = 1.0) -> None:
-        from .broker_sys import address, make_client
-
-        self.access, self.group, self.host, self.interval = access, group, host, interval
+        super().__init__(access, client_id, interval)
+        self.group, self.host = group, host
         self._slots = slots
         self._last: str | None = None  # the slots record last published
-        self._address = address(access)
-        self.client = make_client(access, client_id, clean=True)
         dead = json.dumps({"host": host, "state": "dead", "time": None})
         self.client.will_set(topic(group, host, "state"), dead, qos=1, retain=True)
         self.client.on_connect = self._on_connect
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.client.on_message = self._on_message
 
     def _record(self, state: str) -> str:
         return json.dumps({"host": self.host, "state": state, "time": time.time()})
@@ -58,30 +102,27 @@ class Presence:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
             client.publish(topic(self.group, self.host, "state"), self._record("alive"), qos=1, retain=True)
+            client.subscribe(topic(self.group, self.host, "state"), 1)
             self._last = None  # publish the slots again on the new connection
 
-    def start(self) -> "Presence":
-        self.client.connect_async(*self._address, keepalive=10)
-        self.client.loop_start()
-        self._thread = threading.Thread(target=self._run, name="rmqtui-presence", daemon=True)
-        self._thread.start()
-        return self
+    def _on_message(self, client, userdata, msg) -> None:
+        if _state_of(msg.payload) != "alive" and not self._stop.is_set():
+            log.warning("presence: someone set host %s to %r while it runs; set it back to alive",
+                        self.host, _state_of(msg.payload))
+            client.publish(topic(self.group, self.host, "state"), self._record("alive"), qos=1, retain=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                slots = json.dumps(sorted(self._slots(), key=lambda s: s["client_id"]))
-            except Exception:  # noqa: BLE001 - a snapshot hiccup: try again next round
-                continue
-            if slots != self._last and self.client.is_connected():
-                self.client.publish(topic(self.group, self.host, "slots"), slots, qos=1, retain=True)
-                self._last = slots
+    def _tick(self) -> None:
+        try:
+            slots = json.dumps(sorted(self._slots(), key=lambda s: s["client_id"]))
+        except Exception:  # noqa: BLE001 - a snapshot hiccup: try again next round
+            return
+        if slots != self._last and self.client.is_connected():
+            self.client.publish(topic(self.group, self.host, "slots"), slots, qos=1, retain=True)
+            self._last = slots
 
     def stop(self) -> None:
         """A clean stop: ``stopped`` (the sessions stay; this host is expected back), then disconnect."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._end()
         if self.client.is_connected():
             self.client.publish(topic(self.group, self.host, "state"), self._record("stopped"), qos=1,
                                 retain=True).wait_for_publish(2)
@@ -89,29 +130,28 @@ class Presence:
         self.client.loop_stop()
 
 
-def read_host(access: BrokerSettings, group: str, host: str, client_id: str, timeout: float = 3.0) -> dict:
-    """The retained records of ``host``: ``{"state": {...} | None, "slots": [...] | None}``."""
+def read_records(access: BrokerSettings, group: str, host: str, client_id: str, leaf: str = "+",
+                 timeout: float = 1.0) -> dict[tuple[str, str], object]:
+    """The retained records under ``rmqtui/hosts/<group>/<host>/<leaf>`` (``+`` for every host or leaf), as
+    ``{(host, leaf): decoded JSON}``; retained records arrive at once, so ``timeout`` only bounds the wait."""
     from .broker_sys import address, make_client
 
-    found: dict = {"state": None, "slots": None}
-    got = threading.Event()
+    found: dict[tuple[str, str], object] = {}
     client = make_client(access, client_id, clean=True)
 
     def on_message(c, userdata, msg) -> None:
-        leaf = msg.topic.rsplit("/", 1)[-1]
+        *_, who, what = msg.topic.split("/")
         try:
-            found[leaf] = json.loads(msg.payload)
+            found[(who, what)] = json.loads(msg.payload)
         except ValueError:
-            return
-        if found["state"] is not None and found["slots"] is not None:
-            got.set()
+            pass
 
     client.on_message = on_message
-    client.on_connect = lambda c, *a: c.subscribe(topic(group, host, "+"), 1)
+    client.on_connect = lambda c, *a: c.subscribe(topic(group, host, leaf), 1)
     client.connect(*address(access), keepalive=10)
     client.loop_start()
     try:
-        got.wait(timeout)  # retained records arrive at once; a missing one stays None
+        time.sleep(timeout)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -137,7 +177,8 @@ def adopt(access: BrokerSettings, group: str, host: str, me: str, specs: Callabl
 
     if host == me:
         return False, "a fleet cannot adopt its own host id"
-    found = read_host(access, group, host, f"{me}-adopt-read")
+    records = read_records(access, group, host, f"{me}-adopt-read")
+    found = {"state": records.get((host, "state")), "slots": records.get((host, "slots"))}
     state = (found["state"] or {}).get("state")
     if state is None:
         return False, f"no host {host!r} in group {group!r} on this broker (no presence record)"
@@ -187,57 +228,40 @@ def _mark_adopted(access: BrokerSettings, group: str, host: str, me: str) -> Non
 
 
 
-class AutoAdopt:
+class AutoAdopt(_Background):
     """Watches the group's hosts and adopts one that has been ``dead`` for ``after`` seconds (``adopt_after``)."""
+
+    name = "rmqtui-auto-adopt"
 
     def __init__(self, access: BrokerSettings, group: str, me: str, client_id: str, after: float,
                  adopt_host: Callable[[str], tuple[bool, str]], poll: float = 1.0) -> None:
-        from .broker_sys import address, make_client
-
-        self.after, self.me, self.poll, self._adopt = after, me, poll, adopt_host
+        super().__init__(access, client_id, poll)
+        self.after, self.me, self._adopt = after, me, adopt_host
         self.dead_since: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._address = address(access)
-        self.client = make_client(access, client_id, clean=True)
         self.client.on_connect = lambda c, *a: c.subscribe(topic(group, "+", "state"), 1)
         self.client.on_message = self._on_message
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _on_message(self, client, userdata, msg) -> None:
         host = msg.topic.split("/")[-2]
-        try:
-            state = json.loads(msg.payload).get("state")
-        except (ValueError, AttributeError):
-            return
         with self._lock:
-            if state == "dead" and host != self.me:
+            if _state_of(msg.payload) == "dead" and host != self.me:
                 self.dead_since.setdefault(host, time.monotonic())
             else:
                 self.dead_since.pop(host, None)
 
-    def start(self) -> "AutoAdopt":
-        self.client.connect_async(*self._address, keepalive=10)
-        self.client.loop_start()
-        self._thread = threading.Thread(target=self._run, name="rmqtui-auto-adopt", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll):
-            now = time.monotonic()
-            with self._lock:
-                due = [h for h, since in self.dead_since.items() if now - since >= self.after]
-            for host in due:
-                ok, message = self._adopt(host)
-                log.warning("adopt_after: host %s dead for %.0f s: %s", host, self.after, message)
-                if ok:
-                    with self._lock:
-                        self.dead_since.pop(host, None)
+    def _tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [h for h, since in self.dead_since.items() if now - since >= self.after]
+        for host in due:
+            ok, message = self._adopt(host)
+            log.warning("adopt_after: host %s dead for %.0f s: %s", host, self.after, message)
+            if ok:
+                with self._lock:
+                    self.dead_since.pop(host, None)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._end()
         self.client.disconnect()
         self.client.loop_stop()

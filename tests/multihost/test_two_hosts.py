@@ -9,6 +9,7 @@ workers.  The table printed at the end gives the figures (run with -s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from rmqtui.engine.broker import EmbeddedBroker, free_port
+from rmqtui.testing.mqtt import connect, new_client
 from tests.chaos.harness import ChaosProject, DeadLetters, Publisher, route, settle, unaccounted, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +33,7 @@ class Host:
     """One host: a chaos project and its headless fleet in a session of its own."""
 
     def __init__(self, root: Path, host_id: str, port: int, **fleet) -> None:
-        self.host_id = host_id
+        self.host_id, self.broker_port = host_id, port
         self.project = ChaosProject(root)
         self.config = self.project.write([route("work", 2)], broker={"embedded": False, "port": port},
                                          fleet=fleet or None)
@@ -73,37 +75,56 @@ class Host:
                 self.proc.wait()
 
 
-def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp_path):
-    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())  # the shared broker, persistence on
+@contextlib.contextmanager
+def two_hosts(tmp_path: Path, **a_fleet):
+    """Host A (with ``a_fleet`` settings) and host B on a shared broker (persistence on), both with 2 subscribed
+    workers, a dead-letter sink and a numbered QoS 1 publisher at 200 msg/s; everything stopped afterwards."""
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
     broker.start()
-    a = b = pub = sink = None
+    hosts, pub, sink = [], None, None
     try:
-        a = Host(tmp_path / "a", "host-a", broker.port)
-        b = Host(tmp_path / "b", "host-b", broker.port)
+        hosts += [Host(tmp_path / "a", "host-a", broker.port, **a_fleet), Host(tmp_path / "b", "host-b", broker.port)]
+        a, b = hosts
         wait_until(lambda: a.subscribed() == 2 and b.subscribed() == 2, 60, "2 subscribed workers on each host")
         sink = DeadLetters(broker.port)
         pub = Publisher(broker.port, "work", rate=200).start()
         wait_until(lambda: len(a.handled()) > 50 and len(b.handled()) > 50, 30, "both hosts handling")
+        yield a, b, pub, sink
+    finally:
+        if pub is not None:
+            pub.stop()
+        if sink is not None:
+            sink.close()
+        for host in hosts:
+            host.stop()
+        broker.stop()
+
+
+def kill_whole_host(host: Host) -> None:
+    """SIGKILL the host's session, then whatever of it left the session (the fork server, workers)."""
+    family = host.family()
+    os.killpg(host.proc.pid, signal.SIGKILL)
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    host.proc.wait()
+    wait_until(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
+               20, "every process of the host to be gone")
+
+
+def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp_path):
+    with two_hosts(tmp_path) as (a, b, pub, sink):
         split = (len(a.handled()), len(b.handled()))
         alive = a.ctl("adopt", "host-b", "--force")
         assert alive.returncode == 1 and "is alive" in alive.stderr, "a live host is never adopted: " + alive.stderr
-
-        family = b.family()
-        os.killpg(b.proc.pid, signal.SIGKILL)  # the whole host: supervisor and everything in its session
-        for p in family:  # the fork server left the session; it and the workers die with the supervisor
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        b.proc.wait()
-        wait_until(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
-                   20, "every process of host B to be gone")
+        kill_whole_host(b)
         time.sleep(3.0)  # publishing on while B is dead: its sessions keep their share
         pub.stop()
         acked = pub.acked()
         settle(lambda: len(a.handled()), None, 20, quiet=2.0)  # A has handled all it will get
         stranded = _missing(acked, a, b, sink)
-
         doctor = subprocess.run([sys.executable, "-m", "rmqtui.cli", "doctor", "-c", str(a.config)], capture_output=True,
                                 text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert "host-b" in doctor.stdout and "rmqtui ctl adopt host-b" in doctor.stdout, doctor.stdout + doctor.stderr
@@ -121,45 +142,24 @@ def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp
               f"after `ctl adopt host-b`: lost {len(lost)}; {done.stdout.strip()}")
         assert stranded, "Mosquitto gives a dead member's sessions their share: some messages must be stranded"
         assert not lost, f"lost after adoption: {lost[:20]}"
-    finally:
-        if pub is not None:
-            pub.stop()
-        if sink is not None:
-            sink.close()
-        for host in (a, b):
-            if host is not None:
-                host.stop()
-        broker.stop()
 
 
-
-def _missing(acked, a: Host, b: Host, sink) -> list[int]:
-    """Acknowledged messages neither host handled nor dead-lettered."""
-    return unaccounted(acked, {s: 1 for s in a.handled() | b.handled()}, sink.seqs("work"))
-
-
-def test_adopt_after_takes_over_a_dead_host_by_itself(tmp_path):
-    """``[fleet] adopt_after``: host A adopts host B once B has been dead that long; nothing is lost."""
-    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
-    broker.start()
-    a = b = pub = sink = None
-    try:
-        a = Host(tmp_path / "a", "host-a", broker.port, adopt_after=2.0)
-        b = Host(tmp_path / "b", "host-b", broker.port)
-        wait_until(lambda: a.subscribed() == 2 and b.subscribed() == 2, 60, "2 subscribed workers on each host")
-        sink = DeadLetters(broker.port)
-        pub = Publisher(broker.port, "work", rate=200).start()
-        wait_until(lambda: len(a.handled()) > 50 and len(b.handled()) > 50, 30, "both hosts handling")
-        time.sleep(3.0)  # B alive for longer than adopt_after: a live host is never adopted
-        assert len(b.handled()) > 100, "host B kept its workers while alive"
-        family = b.family()
-        os.killpg(b.proc.pid, signal.SIGKILL)
-        for p in family:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        b.proc.wait()
+def test_adopt_after_takes_over_a_dead_host_by_itself_and_ignores_a_forged_death(tmp_path):
+    """``[fleet] adopt_after``: host A adopts host B once B has been dead that long, never while B runs, even
+    when another client writes a forged ``dead`` record for B; nothing is lost."""
+    with two_hosts(tmp_path, adopt_after=2.0) as (a, b, pub, sink):
+        forger = new_client(b.broker_port, "forger")
+        connect(forger, b.broker_port)
+        forger.loop_start()
+        forger.publish("rmqtui/hosts/chaos/host-b/state", json.dumps({"state": "dead"}), qos=1,
+                       retain=True).wait_for_publish(5)
+        forger.disconnect()
+        forger.loop_stop()
+        before = len(b.handled())
+        time.sleep(4.0)  # longer than adopt_after: B must keep its workers
+        assert len(b.handled()) > before + 100, "host B kept handling: the forged death was not believed"
+        assert b.proc.poll() is None and b.subscribed() == 2
+        kill_whole_host(b)
         time.sleep(3.0)
         pub.stop()
         acked = pub.acked()
@@ -167,13 +167,10 @@ def test_adopt_after_takes_over_a_dead_host_by_itself(tmp_path):
         again = a.ctl("adopt", "host-b")
         assert again.returncode == 1 and "already adopted" in again.stderr, again.stderr
         logs = a.ctl("logs", "--wide").stdout
-        assert "adopt_after: adopted host-b" in logs, logs[-2000:]
-    finally:
-        if pub is not None:
-            pub.stop()
-        if sink is not None:
-            sink.close()
-        for host in (a, b):
-            if host is not None:
-                host.stop()
-        broker.stop()
+        assert logs.count("adopt_after: adopted host-b") == 1, logs[-2000:]
+
+
+def _missing(acked, a: Host, b: Host, sink) -> list[int]:
+    """Acknowledged messages neither host handled nor dead-lettered."""
+    return unaccounted(acked, {s: 1 for s in a.handled() | b.handled()}, sink.seqs("work"))
+
