@@ -1,11 +1,10 @@
 """Micro-benchmark of the worker's per-message path, outside any broker.
 
-Runs a worker's whole per-message path in one thread with a paho ``MQTTMessage`` and a
-no-op handler: the network-thread side (``Worker.on_message``, a queue put) then the
-dispatch side (the queue get and ``Dispatcher.handle``, rmqtui/engine/worker/dispatch.py),
-and the bare subscriber's callback body for comparison; prints microseconds per message for
-each and the difference (what rmqtui adds per message).  The wake-up of the dispatch thread
-is not in the figure: under load the queue rarely runs dry, so it is paid per batch.
+Runs a worker's whole per-message path with a paho ``MQTTMessage`` and a no-op handler:
+the callback paho's network thread calls (``Worker._on_message_inline`` and
+``Dispatcher.handle``, rmqtui/engine/worker/dispatch.py; the default, where handlers run on
+the network thread), and the bare subscriber's callback body for comparison; prints
+microseconds per message for each and the difference (what rmqtui adds per message).
 
     .venv/bin/python bench/hotpath.py [--n 200000] [--qos 1]
 """
@@ -45,11 +44,7 @@ def measure(n: int, qos: int, reps: int = 5) -> dict:
     worker = Worker(spec, Channel(_NullChannel()), multiprocessing.RawValue(ctypes.c_int, 0), lambda m: None)
     client = _Client()
     worker.dispatcher.ack = client.ack
-    put, get, handle = worker.inbox.put, worker.inbox.get, worker.dispatcher.handle
-
-    def full_path(c, userdata, m):
-        put(m)  # paho's network thread, in Worker.on_message
-        handle(get())  # the dispatch thread
+    full_path = worker.on_message  # what paho's network thread calls
     msg = mqtt.MQTTMessage(mid=7, topic=b"sensors/dev-42/data")
     msg.payload = b"x" * 100
     msg.qos = qos

@@ -79,6 +79,8 @@ class WorkerSpec:
     session_expiry: int = 7 * 24 * 3600  # seconds the slot's v5 session outlives its connection
     release_idle_timeout: float = 15.0  # a rescue that makes no progress this long gives up, keeping the session
     concurrency: int = 1  # handler calls in flight at once (async def handlers only)
+    # run handlers on a thread of their own instead of paho's network thread (see worker/main.py)
+    handler_thread: bool = False
 
     @property
     def marker_topic(self) -> str:

@@ -180,6 +180,8 @@ class RouteConfig:
     concurrency: int = setting(1, lo=1, hi=1000,
                                fix="use how many messages one worker may handle at once (async handlers), "
                                    "e.g. concurrency = 1")
+    handler_thread: bool = setting(False, fix="write handler_thread = true (handlers that block longer than the "
+                                              "keepalive or wait for their own publishes) or false (no quotes)")
     autoscale: str = setting("off", choices=("off", "suggest", "on"), example="suggest",
                              fix='write autoscale = "off", "suggest" (recommend only) or "on"')
     min: int | None = setting(None, int, lo=0, hi=10000, fix="use the fewest workers autoscale may keep, e.g. min = 1")

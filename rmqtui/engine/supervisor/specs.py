@@ -23,7 +23,19 @@ def build_spec(config: Config, pool: Pool, slot: Slot, broker: BrokerSettings, l
         handler_retries=config.fleet.handler_retries, dead_letter_topic=config.fleet.dead_letter_topic,
         poison_mids=frozenset(slot.poison),
         log_file=str(log_dir / f"{route.name}-{slot.index}.log") if log_dir is not None else None,
-        release_only=release, concurrency=route.concurrency, session_expiry=config.fleet.session_expiry)
+        release_only=release, concurrency=route.concurrency, session_expiry=config.fleet.session_expiry,
+        handler_thread=needs_handler_thread(config, route))
+
+
+def needs_handler_thread(config: Config, route) -> bool:
+    """Whether ``route``'s handlers run on a thread of their own rather than on paho's network thread.
+
+    On the network thread (the default) a message costs what it costs in a bare paho subscriber;
+    but while a handler runs, the client sends no keepalive ping.  That is safe while the hang
+    watchdog kills a stuck handler before the broker gives up on the connection (1.5 keepalives);
+    a route whose handlers may legitimately run longer gets the thread, as does one that asks."""
+    keepalive = config.broker.keepalive
+    return route.handler_thread or (keepalive > 0 and config.fleet.hang_timeout >= 1.5 * keepalive)
 
 
 def idle_beat_interval(fleet) -> float:

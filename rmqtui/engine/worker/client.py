@@ -87,6 +87,33 @@ def republish_properties(msg: Any) -> Properties | None:
     return props
 
 
+class WaitOnNetworkThread(BaseException):
+    """A handler on paho's network thread waits for its own publish: only another thread can serve that.
+
+    A ``BaseException`` so that a handler's ``except Exception`` does not swallow it; the worker
+    catches it, moves its handler to a thread of its own and runs the message again there."""
+
+
+class HeldPublish:
+    """What a handler on the network thread gets back from a QoS 1/2 publish: paho's
+    ``MQTTMessageInfo``, except that waiting for it on that thread (which would wait for the
+    very packets it stops) raises :class:`WaitOnNetworkThread` instead of hanging."""
+
+    __slots__ = ("_info", "_conn")
+
+    def __init__(self, info: mqtt.MQTTMessageInfo, conn: "Connection") -> None:
+        self._info = info
+        self._conn = conn
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        if threading.current_thread() is self._conn.thread:
+            raise WaitOnNetworkThread()
+        self._info.wait_for_publish(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._info, name)
+
+
 class Connection:
     """One paho client under the slot's client id, with a watched network thread."""
 
@@ -205,6 +232,8 @@ class Connection:
             if message._sent is None:
                 message._sent = []
             message._sent.append(info)
+            if threading.current_thread() is self.thread:
+                return HeldPublish(info, self)
         return info
 
     def reply(self, message: Any, payload: Any, qos: int) -> mqtt.MQTTMessageInfo:

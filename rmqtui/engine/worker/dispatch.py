@@ -5,12 +5,14 @@ Nothing here imports paho: the client is reached through the callables a
 to messages), so retries, dead letters, poison messages and counters are
 unit-tested without a broker (tests/engine/test_dispatch.py).
 
-Handlers run on the worker's dispatch thread, never on paho's network thread,
-so a handler may publish and wait.  Every delivered message, work or not, is
-acknowledged in arrival order (MQTT 3.1.1 section 4.6) and only after its
-handler finished: :meth:`Dispatcher.handle` does one at a time, and
-:class:`AsyncPump` keeps up to ``concurrency`` coroutines in flight while
-acknowledging strictly in order.
+Handlers run where the worker puts them (worker/main.py): on paho's network thread
+(the default: no hand-over between threads per message) or on a dispatch thread of
+their own.  Every delivered message, work or not, is acknowledged in arrival order
+(MQTT 3.1.1 section 4.6) and only after its handler finished and the broker
+acknowledged the handler's QoS 1/2 publishes: on the dispatch thread
+:meth:`Dispatcher.handle` waits for them, on the network thread it holds the
+acknowledgement until they arrive.  :class:`AsyncPump` keeps up to ``concurrency``
+coroutines in flight while acknowledging strictly in order.
 """
 
 from __future__ import annotations
@@ -129,6 +131,11 @@ class Dispatcher:
         self.handler_seconds = 0.0
         self.busy_since: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # handle() runs on paho's network thread: never wait there for the handler's publishes; hold the
+        # acknowledgement instead (in arrival order) until the broker acknowledged them
+        self.defer = False
+        self.held: collections.deque[tuple] = collections.deque()  # (mid, qos, publishes, marker payload)
+        self.held_lock = threading.Lock()
 
     # -- one at a time --------------------------------------------------------
     def handle(self, msg: Any) -> None:
@@ -141,10 +148,14 @@ class Dispatcher:
         if topic == self.marker or msg.retain or msg.dup or self.guard_dead or topic[:7] == "$share/":
             message = self.admit(msg)
             if message is None:
+                marker = msg.payload if topic == self.marker else None
+                if self.held:
+                    self._hold(msg.mid, qos, None, marker)
+                    return
                 if qos:
                     self.ack(msg.mid, qos)
-                if topic == self.marker:
-                    self.marker_reached(msg.payload)
+                if marker is not None:
+                    self.marker_reached(marker)
                 return
         else:
             self.received += 1
@@ -170,11 +181,40 @@ class Dispatcher:
         if self.debug:
             log.debug("handled %s params=%s (%d bytes) in %.2f ms%s", message.topic, message.params,
                       len(msg.payload), elapsed * 1000, " [redelivered]" if msg.dup else "")
-        if message._sent:
-            self.outbox.settle(message)
         if qos:
             self.current_mid.value = 0
+        if message._sent or self.held:
+            if self.defer or self.held:  # on the network thread: acknowledged once its publishes are
+                self._hold(msg.mid, qos, message._sent, None)
+                message._sent = None
+                return
+            self.outbox.settle(message)
+        if qos:
             self.ack(msg.mid, qos)
+
+    def _hold(self, mid: int, qos: int, sent: list | None, marker: bytes | None) -> None:
+        """Queue an acknowledgement behind older held ones, then send what is settled."""
+        with self.held_lock:
+            self.held.append((mid, qos, sent, marker))
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Acknowledge held messages, oldest first, while each one's publishes are acknowledged.
+
+        Called after each message and on each PUBACK of the worker's own publishes (paho's
+        ``on_publish``), on the network thread: waiting there would stop the very packets waited for."""
+        held = self.held
+        delivered = self.outbox.delivered if self.outbox is not None else None
+        with self.held_lock:  # the network thread (on_publish) and, after a move, the dispatch thread
+            while held:
+                mid, qos, sent, marker = held[0]
+                if sent and not all(delivered(info) for info in sent):
+                    return
+                held.popleft()
+                if qos:
+                    self.ack(mid, qos)
+                if marker is not None:
+                    self.marker_reached(marker)
 
     def admit(self, msg: Any) -> Message | None:
         """The :class:`Message` for a work item, or ``None`` for the rest (marker, retained,

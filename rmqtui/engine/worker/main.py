@@ -1,10 +1,15 @@
 """The worker process: one MQTT connection serving one slot of one route.
 
-Three threads: paho's network thread only hands each delivered message over;
-the dispatch thread runs the handler and acknowledges (:mod:`.dispatch`); the
-main thread sends heartbeats, obeys the supervisor over the worker's one pipe
-and watches the network thread.  End of file on the pipe means the supervisor
-is gone, and the worker stops keeping its session.
+Two threads: paho's network thread runs the handler and acknowledges
+(:mod:`.dispatch`), as a bare paho subscriber does, so a message costs no hand-over
+between threads; the main thread sends heartbeats, obeys the supervisor over the
+worker's one pipe and watches the network thread.  While a handler runs, paho
+sends no keepalive ping: the hang watchdog ends a stuck handler before the broker
+would drop the connection, and a route whose handlers may block longer (or that
+sets ``handler_thread``) gets a third thread, the dispatch thread, to which the
+network thread only hands each message over.  ``concurrency`` > 1 runs async
+handlers on an event loop in that thread.  End of file on the pipe means the
+supervisor is gone, and the worker stops keeping its session.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ..logfiles import LineCapture, RateGate, dropped_message, open_private, rot
 from ..protocol import EXIT_FAILED, EXIT_NETWORK, Drain, Heartbeat, LogLine, SetLogLevel, Status, WorkerSpec
 from ..textsafe import shorten
 from . import lifeline
-from .client import Connection, filter_problem
+from .client import Connection, WaitOnNetworkThread, filter_problem
 from .dispatch import AsyncPump, Dispatcher
 
 log = logging.getLogger("rmqtui.worker")
@@ -123,16 +128,23 @@ class Worker:
         self.pump: AsyncPump | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.in_hand = False  # the network thread is inside a handler call (inline mode)
+        self.inline = not spec.handler_thread
         if spec.concurrency > 1 and self.dispatcher.is_async:
             self.pump = AsyncPump(self.dispatcher, spec.concurrency)
             self.loop = asyncio.new_event_loop()
             self.on_message = self._on_message_pumped
+            self.inline = False
         elif spec.concurrency > 1:
             log.warning("concurrency %d needs an async def handler; %s is not, so it runs one message at a time",
                         spec.concurrency, spec.handler)
-        for name in ("on_connect", "on_disconnect", "on_subscribe", "on_unsubscribe", "on_message"):
+        if self.inline:
+            self.on_message = self._on_message_inline
+            self.dispatcher.defer = True
+        for name in ("on_connect", "on_disconnect", "on_subscribe", "on_unsubscribe", "on_message", "on_publish"):
             setattr(client, name, self.conn.guard(getattr(self, name)))
-        self.dispatch_thread = threading.Thread(target=self._dispatch, name="rmqtui-dispatch", daemon=True)
+        self.dispatch_thread = None if self.inline else \
+            threading.Thread(target=self._dispatch, name="rmqtui-dispatch", daemon=True)
 
     # -- paho's network thread ------------------------------------------------
     def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -178,6 +190,43 @@ class Worker:
     def on_message(self, client, userdata, msg) -> None:
         self.inbox.put(msg)
 
+    def _on_message_inline(self, client, userdata, msg) -> None:
+        if not self.inline:
+            self.inbox.put(msg)
+            return
+        self.in_hand = True  # before the check: _finish_dispatch sets the flag, then waits for this one
+        try:
+            if not self.stop_requested.is_set():
+                self.dispatcher.handle(msg)
+            # else: not acknowledged, the kept session redelivers it to the slot's next process
+        except WaitOnNetworkThread:
+            self._move_to_thread(msg)
+        finally:
+            self.in_hand = False
+
+    def _move_to_thread(self, msg: Any) -> None:
+        """The handler waited for its own publish on the network thread: from now on it runs on a
+        dispatch thread, starting with this message again (not acknowledged yet, so nothing is lost;
+        what the handler published before waiting goes out twice, as after a crash)."""
+        d = self.dispatcher
+        d.busy_since = None
+        d.received -= 1  # counted again when the dispatch thread takes it
+        if msg.dup:
+            d.redelivered -= 1
+        msg.dup = True  # the handler sees it a second time: ``redelivered`` says so
+        self.inline = False
+        d.defer = False
+        self.dispatch_thread = threading.Thread(target=self._dispatch, name="rmqtui-dispatch", daemon=True)
+        self.dispatch_thread.start()
+        self.inbox.put(msg)
+        log.info("handler %s waits for its own publishes, so it now runs on a thread of its own (this message "
+                 "runs again there); set handler_thread = true on route %s to start that way",
+                 self.spec.handler, self.spec.route)
+
+    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if self.dispatcher.held:  # a handler's publish is acknowledged: maybe its request can be too
+            self.dispatcher.release_held()
+
     def _on_message_pumped(self, client, userdata, msg) -> None:
         self.loop.call_soon_threadsafe(self.pump.arrive, msg)
 
@@ -197,12 +246,15 @@ class Worker:
 
     def start(self) -> None:
         """Start dispatching and connect."""
-        self.dispatch_thread.start()
+        if self.dispatch_thread is not None:
+            self.dispatch_thread.start()
         self.conn.start()
 
     def _finish_dispatch(self, timeout: float) -> bool:
         """Stop handing messages to the handler after the one(s) in hand; True when they finished."""
         self.stop_requested.set()
+        if self.dispatch_thread is None:  # the message in hand, then the acknowledgements held for its publishes
+            return self._beating(lambda: not self.in_hand and not self.dispatcher.held, time.monotonic() + timeout)
         if self.pump is not None:
             future = asyncio.run_coroutine_threadsafe(self.pump.finish(), self.loop)
             try:
