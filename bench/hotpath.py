@@ -44,7 +44,7 @@ def measure(n: int, qos: int, reps: int = 5) -> dict:
     worker = Worker(spec, Channel(_NullChannel()), multiprocessing.RawValue(ctypes.c_int, 0), lambda m: None)
     client = _Client()
     worker.dispatcher.ack = client.ack
-    full_path = worker.on_message  # what paho's network thread calls
+    full_path = worker.conn.client.on_message  # what paho's network thread calls
     msg = mqtt.MQTTMessage(mid=7, topic=b"sensors/dev-42/data")
     msg.payload = b"x" * 100
     msg.qos = qos

@@ -30,18 +30,20 @@ class Message:
     request instead of losing the reply.
     """
 
-    __slots__ = ("topic", "params", "payload", "qos", "redelivered", "route", "_properties", "__dict__")
+    __slots__ = ("topic", "_params", "payload", "qos", "redelivered", "route", "_properties", "__dict__")
 
     #: Set on the per-worker subclass :meth:`bound_to` makes, so no message pays for carrying it.
     _outbox: Outbox | None = None
+    #: The route's topic pattern (on that subclass too): ``params`` is matched when a handler first asks
+    _pattern: Any = None
     #: QoS 1/2 publishes of the handler to settle before the acknowledgement (set per message only
     #: when there are some: a default here costs nothing on the hot path)
     _sent: list | None = None
 
-    def __init__(self, topic: str, params: dict[str, str], payload: bytes, qos: int = 0,
+    def __init__(self, topic: str, params: dict[str, str] | None, payload: bytes, qos: int = 0,
                  redelivered: bool = False, route: str = "", properties: Any = None) -> None:
         self.topic = topic
-        self.params = params
+        self._params = params  # None: matched from the topic on first use
         self.payload = payload
         self.qos = qos
         self.redelivered = redelivered
@@ -49,9 +51,21 @@ class Message:
         self._properties = properties  # MQTT v5 PUBLISH properties of the request, or None
 
     @classmethod
-    def bound_to(cls, outbox: Outbox | None) -> type["Message"]:
-        """A subclass whose messages publish through ``outbox`` (one per worker)."""
-        return type(cls.__name__, (cls,), {"__slots__": (), "_outbox": outbox, "__module__": cls.__module__})
+    def bound_to(cls, outbox: Outbox | None, pattern: Any = None) -> type["Message"]:
+        """A subclass whose messages publish through ``outbox`` and take their ``params`` from
+        ``pattern`` (a :class:`~rmqtui.engine.topics.TopicPattern`); one per worker."""
+        return type(cls.__name__, (cls,), {"__slots__": (), "_outbox": outbox, "_pattern": pattern,
+                                           "__module__": cls.__module__})
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The values of the route pattern's ``{name}`` parts (matched once, when first asked for:
+        a handler that never reads them costs nothing for them)."""
+        params = self._params
+        if params is None:
+            found = self._pattern.match(self.topic) if self._pattern is not None else None
+            params = self._params = {} if found is None else found
+        return params
 
     def text(self, encoding: str = "utf-8") -> str:
         """The payload decoded as text."""

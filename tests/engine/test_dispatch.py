@@ -294,3 +294,57 @@ def test_dispatch_imports_no_paho():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [n for n in names if n.startswith("paho")], f"{path.name} must not import paho"
+
+
+class Outbox:
+    """Stands in for the worker's connection: a handler's QoS 1 publishes, acknowledged when the test says."""
+
+    def __init__(self) -> None:
+        self.infos: list[dict] = []
+
+    def publish(self, message, topic, payload, qos, retain):
+        info = {"published": False}
+        if message._sent is None:
+            message._sent = []
+        message._sent.append(info)
+        self.infos.append(info)
+        return info
+
+    @staticmethod
+    def delivered(info) -> bool:
+        return info["published"]
+
+
+def test_held_acknowledgements_wait_for_publishes_and_keep_arrival_order():
+    """On the network thread a request is acknowledged only once the broker acknowledged its handler's
+    publishes, and never ahead of an older message (one without publishes or a marker waits behind it)."""
+    client, outbox = Client(), Outbox()
+
+    def handler(m):
+        if m.params["dev"] == "pub":
+            m.publish("out", b"x", qos=1)
+
+    d = Dispatcher(spec(), handler, ack=client.ack, publish_dead=client.publish_dead, outbox=outbox)
+    d.defer = True
+    d.marker_nonce = b"end"
+    d.handle(Delivered("s/pub/data", mid=1))
+    d.handle(Delivered("s/plain/data", mid=2))
+    d.handle(Delivered(d.marker, b"end", mid=3))
+    assert client.acks == [] and not d.marker_seen.is_set(), "nothing passes the request waiting for its publish"
+    assert d.handled == 2 and len(d.held) == 3, "handled, acknowledgements held"
+    outbox.infos[0]["published"] = True
+    d.release_held()  # what on_publish does
+    assert client.acks == [1, 2, 3] and d.marker_seen.is_set(), "released in arrival order, marker last"
+    d.handle(Delivered("s/plain/data", mid=4))
+    assert client.acks == [1, 2, 3, 4], "with nothing held, acknowledged at once"
+
+
+def test_params_are_matched_on_first_use():
+    seen: list[Message] = []
+    d = dispatcher(seen.append, Client())
+    d.handle(Delivered("s/dev-9/data", mid=1))
+    d.handle(Delivered("other/topic", mid=2))
+    assert seen[0]._params is None, "not matched while the handler does not ask"
+    assert seen[0].params == {"dev": "dev-9"} and seen[0].params is seen[0].params, "matched once, kept"
+    assert seen[1].params == {}, "a topic outside the pattern has no params"
+    assert Message("a", {"k": "v"}, b"").params == {"k": "v"}, "given params are kept as they are"

@@ -152,10 +152,14 @@ class Connection:
             try:
                 return callback(*args)
             except BaseException as exc:
-                if not self.failure:
-                    self.failure = f"{type(exc).__name__} in {callback.__name__}: {exc}"
+                self.note_failure(exc, callback.__name__)
                 raise
         return guarded
+
+    def note_failure(self, exc: BaseException, where: str) -> None:
+        """Remember the first exception that ends paho's network thread."""
+        if not self.failure:
+            self.failure = f"{type(exc).__name__} in {where}: {exc}"
 
     def start(self, *, clean_start: bool = False) -> None:
         """Connect in the background (paho retries until the broker answers) and start the network thread."""

@@ -129,6 +129,8 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.in_hand = False  # the network thread is inside a handler call (inline mode)
+        self.stopping = False  # stop_requested as a plain flag, for the per-message check
+        self.handle = self.dispatcher.handle
         self.inline = not spec.handler_thread
         if spec.concurrency > 1 and self.dispatcher.is_async:
             self.pump = AsyncPump(self.dispatcher, spec.concurrency)
@@ -138,11 +140,11 @@ class Worker:
         elif spec.concurrency > 1:
             log.warning("concurrency %d needs an async def handler; %s is not, so it runs one message at a time",
                         spec.concurrency, spec.handler)
-        if self.inline:
-            self.on_message = self._on_message_inline
-            self.dispatcher.defer = True
         for name in ("on_connect", "on_disconnect", "on_subscribe", "on_unsubscribe", "on_message", "on_publish"):
             setattr(client, name, self.conn.guard(getattr(self, name)))
+        if self.inline:  # guarded inside: one call less per message
+            client.on_message = self._on_message_inline
+            self.dispatcher.defer = True
         self.dispatch_thread = None if self.inline else \
             threading.Thread(target=self._dispatch, name="rmqtui-dispatch", daemon=True)
 
@@ -196,11 +198,14 @@ class Worker:
             return
         self.in_hand = True  # before the check: _finish_dispatch sets the flag, then waits for this one
         try:
-            if not self.stop_requested.is_set():
-                self.dispatcher.handle(msg)
+            if not self.stopping:
+                self.handle(msg)
             # else: not acknowledged, the kept session redelivers it to the slot's next process
         except WaitOnNetworkThread:
             self._move_to_thread(msg)
+        except BaseException as exc:
+            self.conn.note_failure(exc, "on_message")
+            raise
         finally:
             self.in_hand = False
 
@@ -253,6 +258,7 @@ class Worker:
     def _finish_dispatch(self, timeout: float) -> bool:
         """Stop handing messages to the handler after the one(s) in hand; True when they finished."""
         self.stop_requested.set()
+        self.stopping = True
         if self.dispatch_thread is None:  # the message in hand, then the acknowledgements held for its publishes
             return self._beating(lambda: not self.in_hand and not self.dispatcher.held, time.monotonic() + timeout)
         if self.pump is not None:
