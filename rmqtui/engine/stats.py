@@ -36,15 +36,25 @@ class ProcessSample:
     cpu_seconds: float | None = None  # user + system CPU time of the process so far
 
 
+#: passes between two counts of one process's open fds (listing /proc/PID/fd costs as much as the rest)
+FDS_EVERY = 3
+#: passes between two samples of an idle worker (one that handles nothing): 100 idle workers cost a quarter
+IDLE_EVERY = 4
+
+
 class ProcessSampler:
     """Samples a changing set of pids at a fixed interval in a daemon thread."""
 
-    def __init__(self, pids: Callable[[], Iterable[int]], interval: float = 1.0, uss_per_pass: int = 4) -> None:
+    def __init__(self, pids: Callable[[], Iterable[int]], interval: float = 1.0, uss_per_pass: int = 4,
+                 busy: Callable[[], frozenset[int]] | None = None) -> None:
         self._pids = pids
+        self._busy = busy  # pids that handle messages now: sampled every pass, the idle rest every IDLE_EVERY
         self.interval = interval
         self.uss_per_pass = uss_per_pass
         self._procs: dict[int, psutil.Process] = {}
         self._uss: dict[int, int | None] = {}
+        self._fds: dict[int, int] = {}  # open fds per pid, recounted every FDS_EVERY passes (a directory read)
+        self._pass = 0
         self._created: dict[int, float] = {}
         self._cpu: dict[int, tuple[float, float]] = {}
         self._samples: dict[int, ProcessSample] = {}
@@ -85,7 +95,8 @@ class ProcessSampler:
         """One pass over the current pids; returns how many were sampled."""
         pids = list(self._pids())
         alive = set(pids) | {os.getpid()}  # our own figures are sampled too
-        for cache in (self._procs, self._uss, self._created, self._cpu):
+        self._pass += 1
+        for cache in (self._procs, self._uss, self._created, self._cpu, self._fds):
             for gone in [p for p in cache if p not in alive]:
                 del cache[gone]
         uss_due = set()
@@ -95,7 +106,11 @@ class ProcessSampler:
             uss_due = {pids[(start + i) % len(pids)] for i in range(n)}
             self._uss_cursor = start + n
         samples: dict[int, ProcessSample] = {}
+        busy = self._busy() if self._busy is not None else None
         for pid in pids:
+            if busy is not None and pid not in busy and (self._pass + pid) % IDLE_EVERY and pid in self._samples:
+                samples[pid] = self._samples[pid]  # idle: its figures barely move, its CPU % is an average anyway
+                continue
             try:
                 sample = self._sample(pid, pid in uss_due or pid not in self._uss)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError):
@@ -116,7 +131,7 @@ class ProcessSampler:
     def cache_sizes(self) -> dict[str, int]:
         """How many pids each cache holds (tests check that they are pruned)."""
         return {"procs": len(self._procs), "uss": len(self._uss), "created": len(self._created),
-                "cpu": len(self._cpu), "samples": len(self._samples)}
+                "cpu": len(self._cpu), "fds": len(self._fds), "samples": len(self._samples)}
 
     def _sample(self, pid: int, want_uss: bool) -> ProcessSample:
         now = time.monotonic()
@@ -127,7 +142,9 @@ class ProcessSampler:
             used = (int(fields[11]) + int(fields[12])) / _CLK_TCK
             threads = int(fields[17])
             rss = int(fields[21]) * _PAGE
-            fds = len(os.listdir(f"/proc/{pid}/fd"))
+            fds = self._fds.get(pid)
+            if fds is None or (self._pass + pid) % FDS_EVERY == 0:  # spread over passes, not all at once
+                fds = self._fds[pid] = len(os.listdir(f"/proc/{pid}/fd"))
             created = _BOOT_TIME + int(fields[19]) / _CLK_TCK
             proc = None
         else:
@@ -145,6 +162,8 @@ class ProcessSampler:
             self._created[pid] = created
             self._cpu.pop(pid, None)
             self._uss.pop(pid, None)
+            if _PROC_STAT and self._fds.get(pid) is not None:
+                fds = self._fds[pid] = len(os.listdir(f"/proc/{pid}/fd"))
             want_uss = want_uss or pid != os.getpid()
         # CPU % of one core since the last pass; None on the first pass, there is no interval yet
         last = self._cpu.get(pid)

@@ -23,6 +23,9 @@ from .pool import Pool
 from .rates import STALE_AFTER
 from .slot import Effect, Note, Phase, Slot
 
+#: Phases with nothing due soon: when every slot is in one, the engine ticks once a second, not four times
+_CALM = frozenset({Phase.SERVING, Phase.PAUSED, Phase.FAILED})
+
 
 @dataclass
 class BrokerView:
@@ -56,6 +59,7 @@ class FleetCore:
         self._found: dict[str, Slot] = {}  # id -> slot, a cache for find()
         self.log_level = config.fleet.log_level
         self.stopping = False
+        self.calm = False  # the last tick found nothing due soon (see _CALM)
         self.forced = False  # a forced stop: no release client is started any more
         self.started = started
         b = config.broker
@@ -161,9 +165,11 @@ class FleetCore:
     def tick(self, now: float, wall: float, spread: float = 0.5) -> list[Effect]:
         """Watchdog, reconcile and history: what the engine does a few times a second."""
         out: list[Effect] = []
+        calm = not self.stopping
         for pool in self.pools.values():
             for slot in list(pool.slots.values()):
                 out += slot.tick(now, wall, self.policy)
+                calm = calm and slot.phase in _CALM
         for pool in self.pools.values():
             out += pool.reconcile(now, self.policy, self.log_level, stopping=self.stopping, forced=self.forced)
             if pool.history.due(now):
@@ -175,6 +181,7 @@ class FleetCore:
                 pool.history.append(now, rate)
         if not self.broker.embedded:
             self._external_broker_state(wall)
+        self.calm = calm and not out
         return self.absorb(out, wall)
 
     def begin_stop(self, now: float, wall: float) -> list[Effect]:

@@ -97,4 +97,6 @@ EXTRA_COUNTERS = ("redelivered", "poisoned")
 
 def add_buckets(a, b) -> tuple[int, ...]:
     """Two bucket-count sequences added position by position (the shorter one padded with zeros)."""
+    if not a:  # a slot whose first process still runs: the common case, once per worker per snapshot
+        return tuple(b)
     return tuple((a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(max(len(a), len(b))))

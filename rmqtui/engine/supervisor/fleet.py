@@ -40,7 +40,7 @@ from .slot import Send, Signal, Spawn
 from .specs import worker_spec
 from .state import (clean_stale_runtime, read_layout, remove_runtime_state, write_layout,
                     write_runtime_state)
-from .view import RouteNotes, build_snapshot, with_route_notes
+from .view import RouteNotes, build_snapshot, busy_pids, with_route_notes
 
 _log = logging.getLogger("rmqtui.fleet")
 
@@ -77,7 +77,8 @@ class Fleet:
             runner = ProcessRunner(worker_mod.run, preload=("__main__", "rmqtui.engine.worker"))
         self._runner = runner
         self._pids: tuple[int, ...] = ()
-        self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval)
+        self._busy: frozenset[int] = frozenset()  # pids handling messages (sampled every pass)
+        self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval, busy=lambda: self._busy)
         self._keeper: BrokerKeeper | None = None
         self._state_dir: Path | None = None
         self._fleet_log: FleetLog | None = None
@@ -333,8 +334,9 @@ class Fleet:
 
     def _publish(self) -> None:
         """Swap in a new snapshot; called with the lock held."""
-        self._published = self._build(self._clock()[1])
+        self._published = snap = self._build(self._clock()[1])
         self._pids = tuple(self._core.worker_pids())
+        self._busy = busy_pids(snap)
 
     def _note(self, level: str, source: str, message: str) -> None:
         with self._lock:
@@ -379,10 +381,10 @@ class Fleet:
                 else:
                     changed |= core.message(rec.key, rec.message, now, wall)
             if changed or now >= next_tick:
-                next_tick = now + self.tick
                 effects += core.tick(now, wall, self._jitter())
-                # heartbeats alone republish once a second; a state change at once
-                if changed or pumping or now - self._published_at >= self.PUBLISH_EVERY:
+                next_tick = now + (self.PUBLISH_EVERY if core.calm else self.tick)
+                # heartbeats alone republish once a second (a calm tick's own second); a state change at once
+                if changed or pumping or now - self._published_at >= self.PUBLISH_EVERY - 0.05:
                     self._publish()
                     self._published_at = now
                 layout = core.layout()

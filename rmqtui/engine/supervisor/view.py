@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from typing import Any, Callable
 
-from ..snapshot import BrokerSnapshot, ExitRecord, FleetSnapshot, RouteSnapshot, WorkerSnapshot
+from ..snapshot import BrokerSnapshot, ExitRecord, FleetSnapshot, RouteSnapshot, WorkerSnapshot, WorkerState
 from ..skew import share_skew
 from ..textsafe import clean
 from .core import FleetCore
@@ -61,6 +61,13 @@ def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
         last_exit=slot.last_exit, exits=tuple(_clean_exit(e) for e in slot.exits),
         restarts_by_reason=tuple(sorted(slot.restart_causes.items())), redelivered=slot.count("redelivered"),
         poisoned=slot.count("poisoned"), handler_durations=slot.durations())
+
+
+def busy_pids(snap: FleetSnapshot) -> frozenset[int]:
+    """Worker pids with something going on (messages, a call in hand, not plainly subscribed): the
+    sampler reads these every pass and the idle rest only now and then."""
+    return frozenset(w.pid for w in snap.workers
+                     if w.pid and (w.rate or w.in_flight or w.state is not WorkerState.SUBSCRIBED))
 
 
 def _clean_exit(e: ExitRecord) -> ExitRecord:
