@@ -30,7 +30,8 @@ def windows(b: Bench) -> tuple[int, float]:
 
 def idle_project(b: Bench, workers: int, **fleet) -> Path:
     return b.project([{"name": "idle", "topic": "bench/idle", "handler": "bh.plain:handle", "shared": True,
-                       "workers": workers, "qos": 1}], protocol="v5", fleet={"drain_timeout": 20.0, **fleet})
+                       "workers": workers, "qos": 1}], protocol="v5",
+                     fleet={"drain_timeout": 20.0, "max_workers": max(256, workers), **fleet})
 
 
 def measure_cpu(pid: int, nwin: int, win: float) -> dict:
