@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from ..logfiles import rotate_if_big
-from ..protocol import Drain, Status, WorkerSpec
+from ..protocol import WORKER_PROCESS_PREFIX, Drain, Status, WorkerSpec
 
 
 def start_method() -> str:
@@ -89,7 +89,7 @@ class ProcessRunner:
         if mid is None:
             mid = self._mids[key] = self._ctx.RawValue("i", 0)
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=self._target, args=(spec, child, mid), name=f"rmqtui-worker-{key}")
+        proc = self._ctx.Process(target=self._target, args=(spec, child, mid), name=f"{WORKER_PROCESS_PREFIX}{key}")
         try:
             proc.start()
         except BaseException:
