@@ -21,9 +21,10 @@ import os
 
 from ..protocol import WORKER_PROCESS_PREFIX
 
-#: Imported by every worker after its fork unless the fork server has them: the shared value of the
-#: slot's message id (unpickled with the process), the process title, the idna codec (a host name).
-AFTER_FORK_MODULES = ("multiprocessing.sharedctypes", "setproctitle", "encodings.idna")
+#: Imported by every worker after its fork unless the fork server has them: what unpickling the process
+#: needs (the slot's shared message id, its pipe's inherited descriptor), the process title, the idna codec.
+AFTER_FORK_MODULES = ("multiprocessing.sharedctypes", "multiprocessing.popen_forkserver", "setproctitle",
+                      "encodings.idna")
 
 
 def begin() -> None:
