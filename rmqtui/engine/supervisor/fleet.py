@@ -74,7 +74,8 @@ class Fleet:
             from .. import worker as worker_mod
 
             # "__main__" too: otherwise every worker re-imports the parent's main script itself
-            runner = ProcessRunner(worker_mod.run, preload=("__main__", "rmqtui.engine.worker"))
+            runner = ProcessRunner(worker_mod.run, preload=("__main__", "rmqtui.engine.worker"),
+                                   spare=worker_mod.wait_for_slot)
         self._runner = runner
         self._pids: tuple[int, ...] = ()
         self._sampler = sampler or ProcessSampler(lambda: self._pids, interval=sample_interval)
