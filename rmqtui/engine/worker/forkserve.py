@@ -17,7 +17,6 @@ from __future__ import annotations
 import codecs
 import gc
 import importlib
-import os
 
 from ..protocol import WORKER_PROCESS_PREFIX
 
@@ -34,7 +33,7 @@ def begin() -> None:
 
 def finish() -> None:
     """After the preload's imports: import what workers would import after the fork, keep the main
-    script out of workers, freeze the preload and give each forked worker its collector back."""
+    script out of workers, freeze the preload and turn the collector back on."""
     for name in AFTER_FORK_MODULES:
         try:
             importlib.import_module(name)
@@ -45,7 +44,7 @@ def finish() -> None:
     # the preload's objects never change: keep the workers' collector off them, so their GC headers
     # are not written and the pages stay shared (reference counts still are: nothing stops that in 3.11)
     gc.freeze()
-    os.register_at_fork(after_in_child=gc.enable)
+    gc.enable()  # from here on it only sees what the fork server and each worker allocate themselves
 
 
 def skip_main_rerun() -> None:
