@@ -1,10 +1,11 @@
 """The only code that spawns, signals and joins worker processes (plus a fake for tests and the demo).
 
 A :class:`ProcessRunner` owns one selector for the fleet's life: every worker's pipe
-and exit sentinel, and a wake pipe.  With the fork server it also keeps one spare
-process started ahead of need (:meth:`ProcessRunner.spawn` hands it the next slot).  ``wait()`` returns what happened as plain
+and exit sentinel, and a wake pipe.  ``wait()`` returns what happened as plain
 records (:class:`Received`, :class:`Ended`); the engine applies them to the pure
 core under its lock and hands the resulting effects back here, outside the lock.
+With the fork server it also keeps one spare process started ahead of need:
+:meth:`ProcessRunner.spawn` hands it the next slot instead of forking.
 """
 
 from __future__ import annotations
@@ -113,20 +114,20 @@ class ProcessRunner:
         self._spare_due = time.monotonic() + self.SPARE_DELAY
         started = self._from_spare(spec)
         if started is None:
-            started = self._start(self._target, (spec,), self._mids.get(key))
-        started.proc.name = f"{WORKER_PROCESS_PREFIX}{key}"
+            started = self._start(self._target, (spec,), key, self._mids.get(key))
+        started.proc.name = f"{WORKER_PROCESS_PREFIX}{key}"  # a spare's, from now on
         self._procs[key], self._conns[key], self._mids[key] = started
         self._logs[key] = spec.log_file
         self._sel.register(started.proc.sentinel, selectors.EVENT_READ, (key, "exit"))
         self._sel.register(started.conn, selectors.EVENT_READ, (key, "msg"))
         return started.proc.pid
 
-    def _start(self, target: Callable, args: tuple, mid: Any = None) -> Started:
+    def _start(self, target: Callable, args: tuple, key: str, mid: Any = None) -> Started:
         """Start ``target(*args, conn, mid)`` in a new process (a slot's "message in hand" value is kept
         across its processes; a spare gets its own)."""
         mid = mid if mid is not None else self._ctx.RawValue("i", 0)
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=target, args=(*args, child, mid), name=f"{WORKER_PROCESS_PREFIX}spare")
+        proc = self._ctx.Process(target=target, args=(*args, child, mid), name=f"{WORKER_PROCESS_PREFIX}{key}")
         try:
             proc.start()
         except BaseException:
@@ -155,7 +156,7 @@ class ProcessRunner:
         if self._spare is not None or self._spare_target is None or time.monotonic() < self._spare_due:
             return
         try:
-            self._spare = self._start(self._spare_target, (self._target,))
+            self._spare = self._start(self._spare_target, (self._target,), "spare")
         except Exception:  # noqa: BLE001 - no spare: spawns start cold, and their failure is reported
             self._spare_due = time.monotonic() + 1.0
             return
