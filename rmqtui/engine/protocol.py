@@ -20,6 +20,9 @@ EXIT_FAILED = 3
 #: callback): a crash like any other, restarted with backoff, never left alive but deaf.
 EXIT_NETWORK = 4
 
+#: Start of every worker process's multiprocessing name (the fork server treats those processes as its own).
+WORKER_PROCESS_PREFIX = "rmqtui-worker-"
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:

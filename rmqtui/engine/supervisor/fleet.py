@@ -73,8 +73,9 @@ class Fleet:
         if runner is None:
             from .. import worker as worker_mod
 
-            # "__main__" too: otherwise every worker re-imports the parent's main script itself
-            runner = ProcessRunner(worker_mod.run, preload=("__main__", "rmqtui.engine.worker"))
+            # "__main__" too, for Pythons where that preload works (worker.forkserve keeps it out of workers)
+            runner = ProcessRunner(worker_mod.run, preload=("__main__", "rmqtui.engine.worker"),
+                                   spare=worker_mod.wait_for_slot)
         self._runner = runner
         self._pids: tuple[int, ...] = ()
         self._busy: frozenset[int] = frozenset()  # pids handling messages (sampled every pass)

@@ -4,6 +4,8 @@ A :class:`ProcessRunner` owns one selector for the fleet's life: every worker's 
 and exit sentinel, and a wake pipe.  ``wait()`` returns what happened as plain
 records (:class:`Received`, :class:`Ended`); the engine applies them to the pure
 core under its lock and hands the resulting effects back here, outside the lock.
+With the fork server it also keeps one spare process started ahead of need:
+:meth:`ProcessRunner.spawn` hands it the next slot instead of forking.
 """
 
 from __future__ import annotations
@@ -13,17 +15,32 @@ import multiprocessing
 import os
 import selectors
 import signal as signal_mod
+import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from ..logfiles import rotate_if_big
-from ..protocol import Drain, Status, WorkerSpec
+from ..protocol import WORKER_PROCESS_PREFIX, Drain, Status, WorkerSpec
 
 
 def start_method() -> str:
     """The multiprocessing start method for workers: forkserver, which is safe with threads
     and, with the worker module preloaded, starts a worker in a few milliseconds."""
     return os.environ.get("RMQTUI_START_METHOD", "forkserver")
+
+
+def spare_wanted() -> bool:
+    """Whether to keep a spare worker process: with the fork server, where a spare is a small fork of
+    it, unless ``RMQTUI_SPARE_WORKER=0`` (a cold start per slot, as with the other start methods)."""
+    return start_method() == "forkserver" and os.environ.get("RMQTUI_SPARE_WORKER", "1") != "0"
+
+
+class Started(NamedTuple):
+    """A started process, the supervisor's end of its pipe, and its shared "message in hand" value."""
+
+    proc: Any
+    conn: Any
+    mid: Any
 
 
 class Received(NamedTuple):
@@ -70,8 +87,16 @@ def _untrack(proc: Any) -> None:
 class ProcessRunner:
     """Worker processes of one fleet, keyed by slot id."""
 
-    def __init__(self, target: Callable, preload: tuple[str, ...] = ()) -> None:
+    #: seconds without a spawn before a new spare is started: a burst of spawns (a fleet's start, a
+    #: scale-up) is not slowed down by it, and the spare's start-up does not compete with a new worker's
+    SPARE_DELAY = 0.1
+
+    def __init__(self, target: Callable, preload: tuple[str, ...] = (), spare: Callable | None = None) -> None:
+        """``spare(target, conn, mid)`` runs in a spare process: it waits for a spec, then calls ``target``."""
         self._target = target
+        self._spare_target = spare if spare_wanted() else None
+        self._spare: Started | None = None
+        self._spare_due = 0.0  # monotonic time from which a spare may be started
         self._ctx = multiprocessing.get_context(start_method())
         self._preload = list(preload)
         self._sel = selectors.DefaultSelector()
@@ -94,13 +119,26 @@ class ProcessRunner:
             forkserver.ensure_running()
 
     def spawn(self, key: str, spec: WorkerSpec) -> int:
-        """Start a process for slot ``key``; returns its pid (raises OSError and friends on failure)."""
+        """Start a process for slot ``key``, or hand the slot to the spare; returns its pid (raises OSError
+        and friends on failure)."""
         rotate_if_big(spec.log_file)  # rotated like fleet.log, before the new process appends
-        mid = self._mids.get(key)
-        if mid is None:
-            mid = self._mids[key] = self._ctx.RawValue("i", 0)
+        self._spare_due = time.monotonic() + self.SPARE_DELAY
+        started = self._from_spare(spec)
+        if started is None:
+            started = self._start(self._target, (spec,), key, self._mids.get(key))
+        started.proc.name = f"{WORKER_PROCESS_PREFIX}{key}"  # a spare's, from now on
+        self._procs[key], self._conns[key], self._mids[key] = started
+        self._logs[key] = spec.log_file
+        self._sel.register(started.proc.sentinel, selectors.EVENT_READ, (key, "exit"))
+        self._sel.register(started.conn, selectors.EVENT_READ, (key, "msg"))
+        return started.proc.pid
+
+    def _start(self, target: Callable, args: tuple, key: str, mid: Any = None) -> Started:
+        """Start ``target(*args, conn, mid)`` in a new process (a slot's "message in hand" value is kept
+        across its processes; a spare gets its own)."""
+        mid = mid if mid is not None else self._ctx.RawValue("i", 0)
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=self._target, args=(spec, child, mid), name=f"rmqtui-worker-{key}")
+        proc = self._ctx.Process(target=target, args=(*args, child, mid), name=f"{WORKER_PROCESS_PREFIX}{key}")
         try:
             proc.start()
         except BaseException:
@@ -109,10 +147,46 @@ class ProcessRunner:
             raise
         child.close()
         _untrack(proc)
-        self._procs[key], self._conns[key], self._logs[key] = proc, parent, spec.log_file
-        self._sel.register(proc.sentinel, selectors.EVENT_READ, (key, "exit"))
-        self._sel.register(parent, selectors.EVENT_READ, (key, "msg"))
-        return proc.pid
+        return Started(proc, parent, mid)
+
+    def _from_spare(self, spec: WorkerSpec) -> Started | None:
+        """The spare, told its slot's spec; ``None`` without a usable spare (the caller starts a process)."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        self._unwatch(spare.proc.sentinel)
+        try:
+            spare.conn.send(spec)
+        except Exception:  # noqa: BLE001 - a spare that cannot take it is let go; a cold start follows
+            self._end_spare(spare)
+            return None
+        return spare
+
+    def _refill(self) -> None:
+        """Start a spare when none waits and no spawn happened for :attr:`SPARE_DELAY`: its fork and
+        interpreter set-up are then behind the next add, restart or scale-up, which only sends it a spec."""
+        if self._spare is not None or self._spare_target is None or time.monotonic() < self._spare_due:
+            return
+        try:
+            self._spare = self._start(self._spare_target, (self._target,), "spare")
+        except Exception:  # noqa: BLE001 - no spare: spawns start cold, and their failure is reported
+            self._spare_due = time.monotonic() + 1.0
+            return
+        self._sel.register(self._spare.proc.sentinel, selectors.EVENT_READ, ("", "spare"))
+
+    def _end_spare(self, spare: Started | None) -> None:
+        """Let a spare go: it holds no slot and no session, so it is killed, not drained."""
+        if spare is None:
+            return
+        self._unwatch(spare.proc.sentinel)
+        spare.conn.close()
+        try:
+            os.kill(spare.proc.pid, signal_mod.SIGKILL)
+        except ProcessLookupError:
+            pass
+        spare.proc.join(1.0)
+        if spare.proc.exitcode is not None:
+            spare.proc.close()
 
     def signal(self, key: str, pid: int, sig: int) -> None:
         """Send ``sig`` to slot ``key``'s process if ``pid`` is still it."""
@@ -151,6 +225,9 @@ class ProcessRunner:
 
     def wait(self, timeout: float) -> tuple[list, bool]:
         """Block up to ``timeout`` for worker messages and exits; returns (records, woken)."""
+        self._refill()
+        if self._spare is None and self._spare_target is not None:  # wake up when the next spare is due
+            timeout = min(timeout, self._spare_due - time.monotonic())
         out: list = []
         woken = False
         ended = []
@@ -167,6 +244,9 @@ class ProcessRunner:
                 # one message per readiness event: the selector is level-triggered and reports the
                 # pipe again while data is left, and Connection.poll() would build a selector per call
                 self._receive(data[0], out, once=True)
+            elif data[1] == "spare":  # the spare ended before it got a slot
+                spare, self._spare = self._spare, None
+                self._end_spare(spare)
             else:
                 ended.append(data[0])
         for key in ended:
@@ -220,7 +300,9 @@ class ProcessRunner:
         return [p.pid for p in self._procs.values()]
 
     def close(self) -> None:
-        """Release the selector and the wake pipe, and stop the fork server helpers."""
+        """End the spare, release the selector and the wake pipe, and stop the fork server helpers."""
+        spare, self._spare, self._spare_target = self._spare, None, None
+        self._end_spare(spare)
         self._sel.close()
         for fd in (self._wake_r, self._wake_w):
             try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import os
 import signal
 import sys
@@ -53,21 +52,20 @@ def _running_as_fork_server() -> bool:
     return False
 
 
-def arm_fork_server() -> None:
+def arm_fork_server() -> bool:
     """Called at import: in the fork server (which imports the worker package as its preload),
-    arm the death signal so the fork server, and through it every worker, ends with the supervisor."""
+    arm the death signal so the fork server, and through it every worker, ends with the supervisor.
+    True in the fork server (the first time), so the caller sets the rest of it up."""
     global fork_server_pid
-    if fork_server_pid is None and _running_as_fork_server():
-        fork_server_pid = os.getpid()
-        arm(None)
-        # Out of the terminal's session: a hangup (a closed ssh session, a detached TUI's terminal closing)
-        # or Ctrl-Z must reach the supervisor only, which drains the workers in order; killed by the
-        # terminal, the fork server would take every worker with it (their death signal) without a drain.
-        try:
-            os.setsid()
-        except OSError:  # already a group leader: not started by multiprocessing as we know it
-            pass
-        # the preload's objects never change: keep the workers' garbage collector off them, so their
-        # reference counts and GC headers are not written and the pages stay shared (copy-on-write)
-        gc.collect()
-        gc.freeze()
+    if fork_server_pid is not None or not _running_as_fork_server():
+        return False
+    fork_server_pid = os.getpid()
+    arm(None)
+    # Out of the terminal's session: a hangup (a closed ssh session, a detached TUI's terminal closing)
+    # or Ctrl-Z must reach the supervisor only, which drains the workers in order; killed by the
+    # terminal, the fork server would take every worker with it (their death signal) without a drain.
+    try:
+        os.setsid()
+    except OSError:  # already a group leader: not started by multiprocessing as we know it
+        pass
+    return True
