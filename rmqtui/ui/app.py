@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.events import Resize
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input
 
 from rmqtui.engine.api import FleetControl
@@ -118,6 +119,7 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         self.history = FleetHistory()
         self._last_seq = 0
         self._engine_error: str | None = None
+        self._pane_titles: dict[str | None, str] = {}  # widget id -> border title last set
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -232,8 +234,14 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         if worker and worker.reason and "reason" not in self.workers_table.shown_keys:
             # Too narrow for the reason column: the selected worker's reason goes in the title.
             title += f" │ {worker.id}: {worker.reason}"
-        self.workers_table.border_title = Content(title)
-        self.log_pane.border_title = Content(self.log_pane.describe())
+        self._retitle(self.workers_table, title)
+        self._retitle(self.log_pane, self.log_pane.describe())
+
+    def _retitle(self, widget: Widget, title: str) -> None:
+        # Setting a border title repaints the whole pane, even when the title is the same.
+        if self._pane_titles.get(widget.id) != title:
+            self._pane_titles[widget.id] = title
+            widget.border_title = Content(title)
 
     @property
     def selected_worker(self) -> WorkerSnapshot | None:

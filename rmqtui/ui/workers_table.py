@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Sequence
 
+from rich.style import Style
 from rich.text import Text
 
 from rmqtui.engine.snapshot import WorkerSnapshot, WorkerState
@@ -72,10 +74,12 @@ class WorkersTable(KeyedTable):
 
     def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = ()) -> None:
         """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted."""
-        self.sync((w.id, self._cells_of(w, w.id in marked)) for w in workers)
+        # Looked up once per refresh, not once per worker: a CSS lookup costs about as much as a row.
+        style = functools.cache(lambda name: part_style(self, name))
+        self.sync((w.id, self._cells_of(w, w.id in marked, style)) for w in workers)
 
-    def _cells_of(self, w: WorkerSnapshot, marked: bool) -> dict[str, Cell]:
-        style = lambda name: part_style(self, name)  # noqa: E731
+    @staticmethod
+    def _cells_of(w: WorkerSnapshot, marked: bool, style: Callable[[str], Style]) -> dict[str, Cell]:
         return {
             "id": Text(w.id, style("workers--marked")) if marked else w.id,
             "pid": fmt.plain(w.pid),

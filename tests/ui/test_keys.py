@@ -327,9 +327,10 @@ async def test_refresh_updates_cells_in_place_without_clearing(monkeypatch: pyte
         table = app.workers_table
         monkeypatch.setattr(table, "clear", lambda *a, **k: pytest.fail("clear() on refresh"))
         updated: list[tuple] = []
-        original = table.update_cell
-        monkeypatch.setattr(table, "update_cell",
-                            lambda row, col, value, **kw: (updated.append((row, col)), original(row, col, value, **kw)))
+        original = table.patch
+        monkeypatch.setattr(table, "update_cell", lambda *a, **k: pytest.fail("update_cell() repaints every cell"))
+        monkeypatch.setattr(table, "patch",
+                            lambda changes: (updated.extend((row, col) for row, col, _ in changes), original(changes)))
         app.refresh_fleet()
         assert updated == []
         fleet.kill_worker("sensor-data/0")
