@@ -21,6 +21,8 @@ def part_style(widget: Widget, component: str) -> Style:
 
 
 def _same(a: Cell, b: Cell) -> bool:
+    if a is b:
+        return True
     if isinstance(a, Text) and isinstance(b, Text):
         return a.plain == b.plain and a.style == b.style and a.spans == b.spans
     return type(a) is type(b) and a == b
