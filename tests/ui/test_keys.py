@@ -431,12 +431,14 @@ async def test_a_failing_stop_exits_with_an_error_code() -> None:
     assert app.return_code == 1
 
 
-async def test_refresh_slows_down_for_a_large_fleet_and_back() -> None:
+async def test_refresh_stays_every_second_at_500_workers_slows_beyond_and_comes_back() -> None:
     fleet = FixedFleet("normal")
     app = FleetApp(fleet, refresh=1.0)
     async with app.run_test(size=SIZE) as pilot:
         assert app._period == 1.0
-        app._adapt_period(100)
+        app._adapt_period(500)
+        assert app._period == 1.0
+        app._adapt_period(1000)
         assert app._period == 2.0
         app._adapt_period(len(fleet.snapshot().workers))
         assert app._period == 1.0
