@@ -137,11 +137,15 @@ class KeyedTable(PatchTable):
         return [self._cell(col, cells[col.key]) for col in self._shown]
 
     @staticmethod
-    def _cell(col: ShownColumn, cell: Cell) -> Cell:
-        if not col.spec.right:
-            return cell
-        cell = cell.copy() if isinstance(cell, Text) else Text(cell)
-        cell.justify = "right"
+    def _cell(col: ShownColumn, cell: Cell) -> Text:
+        """The cell as the table holds it: always Text, so DataTable never reads a string as markup
+        (a reason such as "KeyError: '[/x]'" would fail to render, and parsing costs time on every row drawn)."""
+        if isinstance(cell, str):
+            cell = Text(cell, end="", no_wrap=True)
+        elif col.spec.right:
+            cell = cell.copy()
+        if col.spec.right:
+            cell.justify = "right"
         return cell
 
     def _restore_cursor(self, key: str | None) -> None:
