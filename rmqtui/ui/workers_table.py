@@ -74,8 +74,8 @@ class WorkersTable(KeyedTable):
 
     def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = ()) -> None:
         """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted."""
-        # Styles are looked up once per refresh, not per worker (a CSS lookup costs about as much as
-        # a row), and equal styled texts are one object, which the diff compares by identity.
+        # Styles are looked up, and each styled text built, once per refresh rather than per worker:
+        # a CSS lookup costs about as much as building a row.
         style = functools.cache(lambda name: part_style(self, name))
         styled: _Styled = functools.cache(lambda text, name: Text(text, style(name) if name else ""))
         self.sync((w.id, self._cells_of(w, w.id in marked, styled)) for w in workers)
