@@ -5,9 +5,10 @@
 Rows (100 idle workers, median of the windows, % of one core):
   headless            `rmqtui --no-ui` alone
   headless+attached   the same supervisor while one `rmqtui attach` TUI is connected
-  RemoteFleet alone   the attaching process with no TUI: the socket client reading a snapshot every 2 s
+  RemoteFleet alone   the attaching process with no TUI: the socket client reading a snapshot every second
   attached TUI        the attaching process (RemoteFleet + AttachedApp), the fleet is elsewhere
   in-process TUI      FleetApp on an in-process Fleet, minus that Fleet's engine alone
+The two TUI rows also give their refreshes per second.
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ async def windows(pids: list[int], n: int, length: float) -> list[list[float]]:
     return out
 
 
+def counted(app) -> list[int]:
+    """Count the app's refreshes: its timer calls ``refresh_fleet``, looked up on the instance at mount."""
+    calls = [0]
+    inner = app.refresh_fleet
+
+    def refresh_fleet() -> None:
+        calls[0] += 1
+        inner()
+
+    app.refresh_fleet = refresh_fleet
+    return calls
+
+
 def wait(pred, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not pred():
@@ -86,6 +100,7 @@ def main() -> None:
     os.environ["RUNTIME_DIRECTORY"], os.environ["STATE_DIRECTORY"] = str(base / "run"), str(base / "state")
     config = project(base / "p", args.workers)
     rows: dict[str, float] = {}
+    rates: dict[str, float] = {}  # refreshes per second of the TUI rows
     me = os.getpid()
 
     from rmqtui.attach import AttachedApp
@@ -101,13 +116,12 @@ def main() -> None:
         rows["headless"] = statistics.median(alone)
 
         async def client_only():
-            remote = RemoteFleet(config)
-            remote.set_interval(2.0)  # what the attached TUI asks for at 100 workers
+            remote = RemoteFleet(config)  # snapshots every second, as the attached TUI reads them up to 500 workers
 
             async def poll():
                 while True:
                     remote.snapshot()
-                    await asyncio.sleep(2.0)
+                    await asyncio.sleep(1.0)
 
             task = asyncio.ensure_future(poll())
             result = await windows([me], args.windows, args.window)
@@ -120,15 +134,20 @@ def main() -> None:
         async def attached():
             remote = RemoteFleet(config)
             app = AttachedApp(remote)
+            calls = counted(app)
             async with app.run_test(size=(160, 50)) as pilot:
                 await pilot.pause(2.0)
+                n0 = calls[0]
                 result = await windows([proc.pid, me], args.windows, args.window)
+                refreshes[0] = (calls[0] - n0) / (args.windows * args.window)
             remote.close()
             return result
 
+        refreshes = [0.0]
         sup, tui = asyncio.run(attached())
         rows["headless+attached"] = statistics.median(sup)
         rows["attached TUI"] = statistics.median(tui)
+        rates["attached TUI"] = refreshes[0]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -146,9 +165,13 @@ def main() -> None:
 
         async def local():
             app = FleetApp(fleet)
+            calls = counted(app)
             async with app.run_test(size=(160, 50)) as pilot:
                 await pilot.pause(2.0)
-                return (await windows([me], args.windows, args.window))[0]
+                n0 = calls[0]
+                result = (await windows([me], args.windows, args.window))[0]
+                rates["in-process TUI"] = (calls[0] - n0) / (args.windows * args.window)
+                return result
 
         both = asyncio.run(local())
         rows["in-process engine"] = statistics.median(engine)
@@ -157,7 +180,8 @@ def main() -> None:
         fleet.stop(timeout=30)
     print(f"{args.workers} idle workers, {args.windows} x {args.window:g} s windows, CPU % of one core (median)")
     for name, value in rows.items():
-        print(f"  {name:<20} {value:6.2f}")
+        rate = f"   at {rates[name]:.2f} refreshes/s" if name in rates else ""
+        print(f"  {name:<20} {value:6.2f}{rate}")
 
 
 def _remote_ready(config: Path, n: int) -> bool:

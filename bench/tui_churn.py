@@ -2,8 +2,8 @@
 
 Takes fleet snapshots ``--refresh`` seconds apart (the TUI's refresh interval) over a real
 Fleet of idle workers and counts, per refresh, the worker rows whose formatted cells differ,
-by column (using rmqtui.format, as the workers table does).  Every changed cell is an
-``update_cell`` on the DataTable, which repaints the table.
+by column (using rmqtui.format, as the workers table does).  Every changed cell is rendered
+again (rmqtui/ui/patch_table.py); through ``DataTable.update_cell`` one would re-render the whole table.
 
     .venv/bin/python bench/tui_churn.py [--workers 100] [--refreshes 20]
 """

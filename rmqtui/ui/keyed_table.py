@@ -8,9 +8,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
-from textual.widgets import DataTable
 
 from .columns import ColumnSpec, ShownColumn, fit_columns
+from .patch_table import PatchTable
 
 Cell = str | Text
 
@@ -21,17 +21,20 @@ def part_style(widget: Widget, component: str) -> Style:
 
 
 def _same(a: Cell, b: Cell) -> bool:
+    if a is b:
+        return True
     if isinstance(a, Text) and isinstance(b, Text):
         return a.plain == b.plain and a.style == b.style and a.spans == b.spans
     return type(a) is type(b) and a == b
 
 
-class KeyedTable(DataTable):
+class KeyedTable(PatchTable):
     """Rows keyed by a string id; :meth:`sync` adds, updates and removes rows in place.
 
     The first column must show the row key as its text: it is what rows are
     re-ordered by when new rows arrive.  :meth:`fit` picks the columns that fit
-    the pane's width and rebuilds the columns only when that set changes.
+    the pane's width and rebuilds the columns only when that set changes.  Only cells
+    whose text or style changed are written, and only those are rendered again.
     """
 
     SPECS: Sequence[ColumnSpec] = ()
@@ -111,16 +114,17 @@ class KeyedTable(DataTable):
             self.remove_row(key)
             del self._cells[key]
         added = False
+        changed: list[tuple[str, str, Cell]] = []
         for key, cells in wanted.items():
             old = self._cells.get(key)
             if old is None:
                 self.add_row(*self._ordered(cells), key=key)
                 added = True
             else:
-                for col in self._shown:
-                    if not _same(old[col.key], cells[col.key]):
-                        self.update_cell(key, col.key, self._cell(col, cells[col.key]))
+                changed += [(key, col.key, self._cell(col, cells[col.key])) for col in self._shown
+                            if not _same(old[col.key], cells[col.key])]
             self._cells[key] = cells
+        self.patch(changed)
         order_changed = list(wanted) != self._order
         self._order = list(wanted)
         if (added or order_changed) and self._shown and self.row_keys != self._order:
@@ -133,11 +137,15 @@ class KeyedTable(DataTable):
         return [self._cell(col, cells[col.key]) for col in self._shown]
 
     @staticmethod
-    def _cell(col: ShownColumn, cell: Cell) -> Cell:
-        if not col.spec.right:
-            return cell
-        cell = cell.copy() if isinstance(cell, Text) else Text(cell)
-        cell.justify = "right"
+    def _cell(col: ShownColumn, cell: Cell) -> Text:
+        """The cell as the table holds it: always Text, so DataTable never reads a string as markup
+        (a reason such as "KeyError: '[/x]'" would fail to render, and parsing costs time on every row drawn)."""
+        if isinstance(cell, str):
+            cell = Text(cell, end="", no_wrap=True)
+        elif col.spec.right:
+            cell = cell.copy()
+        if col.spec.right:
+            cell.justify = "right"
         return cell
 
     def _restore_cursor(self, key: str | None) -> None:

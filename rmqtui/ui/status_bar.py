@@ -24,6 +24,8 @@ _BROKER_STYLE = {
 class StatusBar(Static):
     """Two lines summing up the fleet; while stopping, the second line shows drain progress."""
 
+    _lines: Content | None = None  # what the bar shows, to skip repainting it unchanged
+
     def show(self, snap: FleetSnapshot, *, quitting: bool = False) -> None:
         """Render ``snap``."""
         b = snap.broker
@@ -55,4 +57,12 @@ class StatusBar(Static):
                 ("subscribed ", "bold"), (f"{subscribed}/{snap.desired}", "$warning" if short else ""), "  ",
                 ("log ", "bold"), debug,
             )
-        self.update(Content("\n").join([line1, line2]))
+        self._show(Content("\n").join([line1, line2]))
+
+    def _show(self, content: Content) -> None:
+        # Unchanged lines are not handed to Static again: an update repaints the bar, and with
+        # the default layout=True it re-arranges the whole screen, every second.  The bar's
+        # height is fixed in rmqtui.tcss, so no update needs a layout.
+        if self._lines is None or not self._lines.is_same(content):
+            self._lines = content
+            self.update(content, layout=False)

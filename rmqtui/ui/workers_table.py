@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Sequence
 
 from rich.text import Text
@@ -13,6 +14,7 @@ from .columns import ColumnSpec
 from .keyed_table import Cell, KeyedTable, part_style
 
 _SortValue = Callable[[WorkerSnapshot], float | str]
+_Styled = Callable[[str, str], Text]  # (text, component class or "") -> a Text to share, never to change
 
 # What each column sorts by: the figure itself, not its formatted text; unknown figures sort lowest.
 SORT_VALUES: dict[str, _SortValue] = {
@@ -72,21 +74,25 @@ class WorkersTable(KeyedTable):
 
     def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = ()) -> None:
         """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted."""
-        self.sync((w.id, self._cells_of(w, w.id in marked)) for w in workers)
+        # Styles are looked up, and each styled text built, once per refresh rather than per worker:
+        # a CSS lookup costs about as much as building a row.
+        style = functools.cache(lambda name: part_style(self, name))
+        styled: _Styled = functools.cache(lambda text, name: Text(text, style(name) if name else ""))
+        self.sync((w.id, self._cells_of(w, w.id in marked, styled)) for w in workers)
 
-    def _cells_of(self, w: WorkerSnapshot, marked: bool) -> dict[str, Cell]:
-        style = lambda name: part_style(self, name)  # noqa: E731
+    @staticmethod
+    def _cells_of(w: WorkerSnapshot, marked: bool, styled: _Styled) -> dict[str, Cell]:
         return {
-            "id": Text(w.id, style("workers--marked")) if marked else w.id,
+            "id": styled(w.id, "workers--marked") if marked else w.id,
             "pid": fmt.plain(w.pid),
-            "state": Text(w.state.value, style(f"state--{w.state.value}")),
+            "state": styled(w.state.value, f"state--{w.state.value}"),
             "handled": fmt.count(w.handled),
             "rate": fmt.rate(w.rate),
-            "failed": Text(fmt.count(w.failed), style("workers--failed") if w.failed else ""),
+            "failed": styled(fmt.count(w.failed), "workers--failed" if w.failed else ""),
             "cpu": fmt.percent(w.cpu_percent),
             "uss": fmt.megabytes(w.uss),
             "restarts": str(w.restarts),
-            "debug": Text("D", style("workers--debug")) if w.debug else "",
+            "debug": styled("D", "workers--debug") if w.debug else "",
             "reason": w.reason,
             "uptime": fmt.duration(w.uptime),
             "fds": fmt.plain(w.fds),

@@ -327,9 +327,10 @@ async def test_refresh_updates_cells_in_place_without_clearing(monkeypatch: pyte
         table = app.workers_table
         monkeypatch.setattr(table, "clear", lambda *a, **k: pytest.fail("clear() on refresh"))
         updated: list[tuple] = []
-        original = table.update_cell
-        monkeypatch.setattr(table, "update_cell",
-                            lambda row, col, value, **kw: (updated.append((row, col)), original(row, col, value, **kw)))
+        original = table.patch
+        monkeypatch.setattr(table, "update_cell", lambda *a, **k: pytest.fail("update_cell() repaints every cell"))
+        monkeypatch.setattr(table, "patch",
+                            lambda changes: (updated.extend((row, col) for row, col, _ in changes), original(changes)))
         app.refresh_fleet()
         assert updated == []
         fleet.kill_worker("sensor-data/0")
@@ -430,12 +431,14 @@ async def test_a_failing_stop_exits_with_an_error_code() -> None:
     assert app.return_code == 1
 
 
-async def test_refresh_slows_down_for_a_large_fleet_and_back() -> None:
+async def test_refresh_stays_every_second_at_500_workers_slows_beyond_and_comes_back() -> None:
     fleet = FixedFleet("normal")
     app = FleetApp(fleet, refresh=1.0)
     async with app.run_test(size=SIZE) as pilot:
         assert app._period == 1.0
-        app._adapt_period(100)
+        app._adapt_period(500)
+        assert app._period == 1.0
+        app._adapt_period(1000)
         assert app._period == 2.0
         app._adapt_period(len(fleet.snapshot().workers))
         assert app._period == 1.0
