@@ -20,7 +20,8 @@ from rmqtui.engine.api import CommandResult
 from rmqtui.engine.protocol import Heartbeat, LogLine, Status
 from rmqtui.engine.snapshot import BrokerState
 from rmqtui.engine.stats import ProcessSample
-from rmqtui.engine.supervisor.procs import Exit, FakeRunner, Received
+from rmqtui.engine.supervisor.fake_runner import Exit, FakeRunner
+from rmqtui.engine.supervisor.procs import Received
 from rmqtui.testing.fake import FakeFleet, ManualClock, make_config
 
 FIXED_TIME = 1_800_000_000.0

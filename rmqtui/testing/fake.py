@@ -13,7 +13,8 @@ from rmqtui.engine.config import BrokerConfig, Config, FleetConfig, RouteConfig
 from rmqtui.engine.stats import ProcessSample
 from rmqtui.engine.supervisor import Fleet
 from rmqtui.engine.supervisor.policy import RestartPolicy
-from rmqtui.engine.supervisor.procs import FakeRunner, Received
+from rmqtui.engine.supervisor.fake_runner import FakeRunner
+from rmqtui.engine.supervisor.procs import Received
 
 
 class ManualClock:

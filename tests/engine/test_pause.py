@@ -7,7 +7,7 @@ import signal
 from rmqtui.engine.autoscale import AutoscaleSettings, RouteScaler, RouteSignals
 from rmqtui.engine.protocol import Drain, Heartbeat
 from rmqtui.engine.snapshot import WorkerState
-from rmqtui.engine.supervisor.procs import FakeRunner
+from rmqtui.engine.supervisor.fake_runner import FakeRunner
 from rmqtui.engine.supervisor.slot import Phase
 from rmqtui.testing.fake import FakeFleet, make_config
 

@@ -7,7 +7,7 @@ import signal
 from rmqtui.engine.protocol import Drain, Heartbeat, Status
 from rmqtui.engine.snapshot import WorkerState
 from rmqtui.engine.supervisor.policy import ExitKind, RestartPolicy
-from rmqtui.engine.supervisor.procs import FakeRunner
+from rmqtui.engine.supervisor.fake_runner import FakeRunner
 from rmqtui.engine.supervisor.slot import Phase
 from rmqtui.testing.fake import FakeFleet, make_config
 

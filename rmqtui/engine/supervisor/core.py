@@ -23,6 +23,8 @@ from .pool import Pool
 from .rates import STALE_AFTER
 from .slot import Effect, Note, Phase, Slot
 
+#: processes one tick starts at most (the rest at the next one, right after the records that came meanwhile)
+START_BATCH = 32
 #: Phases with nothing due soon: when every slot is in one, the engine ticks once a second, not four times
 _CALM = frozenset({Phase.SERVING, Phase.PAUSED, Phase.FAILED})
 
@@ -60,6 +62,7 @@ class FleetCore:
         self.log_level = config.fleet.log_level
         self.stopping = False
         self.calm = False  # the last tick found nothing due soon (see _CALM)
+        self.backlog = False  # the last tick held starts back (START_BATCH)
         self.forced = False  # a forced stop: no release client is started any more
         self.started = started
         b = config.broker
@@ -170,8 +173,10 @@ class FleetCore:
             for slot in list(pool.slots.values()):
                 out += slot.tick(now, wall, self.policy)
                 calm = calm and slot.phase in _CALM
+        budget = [START_BATCH]
         for pool in self.pools.values():
-            out += pool.reconcile(now, self.policy, self.log_level, stopping=self.stopping, forced=self.forced)
+            out += pool.reconcile(now, self.policy, self.log_level, stopping=self.stopping, forced=self.forced,
+                                  budget=budget)
             if pool.history.due(now):
                 rate = 0.0
                 for slot in pool.slots.values():
@@ -182,6 +187,7 @@ class FleetCore:
         if not self.broker.embedded:
             self._external_broker_state(wall)
         self.calm = calm and not out
+        self.backlog = budget[0] <= 0  # starts were held back: tick again at once
         return self.absorb(out, wall)
 
     def begin_stop(self, now: float, wall: float) -> list[Effect]:

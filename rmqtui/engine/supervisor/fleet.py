@@ -35,7 +35,7 @@ from .broker_keeper import BrokerKeeper, start_embedded
 from .core import FleetCore
 from .policy import RestartPolicy
 from .procs import Ended, ProcessRunner, start_method
-from .reload import plan_reload
+from .reload import plan_reload, save_counts
 from .slot import Send, Signal, Spawn
 from .specs import worker_spec
 from .state import (clean_stale_runtime, read_layout, remove_runtime_state, write_layout,
@@ -54,6 +54,7 @@ class Fleet:
     """
 
     PUBLISH_EVERY = 1.0  # seconds between snapshots when only counters moved (a TUI refreshes once a second)
+    BURST_GAP = 0.1  # seconds between snapshots at least, however fast states change
 
     def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.25, fresh: bool = False,
                  policy: RestartPolicy | None = None, runner=None, sampler=None,
@@ -98,6 +99,7 @@ class Fleet:
         self._notes = RouteNotes()  # share skew per route over a sliding window
         self._published = self._build(self._clock()[1])
         self._published_at = 0.0
+        self._unpublished = False  # a state change not in a snapshot yet
 
     # ------------------------------------------------------------------ life
     def start(self) -> None:
@@ -266,15 +268,7 @@ class Fleet:
     def save_config(self) -> CommandResult:
         with self._lock:
             counts = {name: pool.desired for name, pool in self._core.pools.items()}
-        try:
-            backup = config_mod.save_worker_counts(self.config, counts)
-        except OSError as exc:
-            return CommandResult.refused(f"could not write {self.config.path}: {exc}")
-        except config_mod.ConfigError as exc:
-            return CommandResult.refused(exc.problem + (f" ({exc.fix})" if exc.fix else ""))
-        self._note("INFO", "fleet", f"wrote worker counts to {self.config.path} (backup {backup})")
-        return CommandResult.accepted(f"wrote worker counts to {self.config.path.name} (previous file kept as "
-                                      f"{Path(backup).name}; only the workers values changed)")
+        return save_counts(self.config, counts, self._note)
 
     def reload_config(self) -> CommandResult:
         """Re-read the config file and apply what can change live: worker counts and the log level.
@@ -383,11 +377,16 @@ class Fleet:
                     changed |= core.message(rec.key, rec.message, now, wall)
             if changed or now >= next_tick:
                 effects += core.tick(now, wall, self._jitter())
-                next_tick = now + (self.PUBLISH_EVERY if core.calm else self.tick)
-                # heartbeats alone republish once a second (a calm tick's own second); a state change at once
-                if changed or pumping or now - self._published_at >= self.PUBLISH_EVERY - 0.05:
+                next_tick = now + (0.0 if core.backlog else self.PUBLISH_EVERY if core.calm else self.tick)
+                # heartbeats alone republish once a second (a calm tick's own second); a state change at
+                # once, but at most every BURST_GAP while changes pour in (a 1,000-worker start)
+                self._unpublished |= changed
+                due = self._published_at + (self.BURST_GAP if self._unpublished else self.PUBLISH_EVERY - 0.05)
+                if pumping or now >= due:
                     self._publish()
-                    self._published_at = now
+                    self._published_at, self._unpublished = now, False
+                elif self._unpublished:
+                    next_tick = min(next_tick, due)
                 layout = core.layout()
             jobs = [(e, worker_spec(core, self, e) if isinstance(e, Spawn) else None) for e in effects]
             if core.stopping and core.idle():
@@ -406,14 +405,15 @@ class Fleet:
                 self._runner.signal(effect.key, effect.pid, effect.sig)
             elif isinstance(effect, Send):
                 self._runner.send(effect.key, effect.message)
-            elif isinstance(effect, Spawn):
-                try:
-                    pid = self._runner.spawn(effect.key, spec)
-                except Exception as exc:  # noqa: BLE001 - the slot backs off; the engine goes on
-                    with self._lock:
-                        more = self._core.spawn_failed(effect.key, str(exc), *self._clock())
-                else:
-                    with self._lock:
-                        more = self._core.spawned(effect.key, pid, *self._clock())
-                        self._pids = tuple(self._core.worker_pids())
+            elif isinstance(effect, Spawn):  # with the spawns right after it, started side by side
+                batch = [(effect, spec)]
+                while jobs and isinstance(jobs[0][0], Spawn):
+                    batch.append(jobs.pop(0))
+                more = []
+                for (e, _), pid in zip(batch, self._runner.spawn_many([(e.key, s) for e, s in batch])):
+                    with self._lock:  # a failed start (an exception) makes its slot back off; the rest go on
+                        more += (self._core.spawn_failed(e.key, str(pid), *self._clock()) if
+                                 isinstance(pid, Exception) else self._core.spawned(e.key, pid, *self._clock()))
+                with self._lock:
+                    self._pids = tuple(self._core.worker_pids())
                 jobs += [(e, None) for e in more if not isinstance(e, Spawn)]

@@ -44,8 +44,11 @@ class Pool:
         return sorted(self.active(), key=lambda s: (s.serving, -s.index))[:count]
 
     def reconcile(self, now: float, policy: RestartPolicy, log_level: str, *, stopping: bool,
-                  forced: bool = False) -> list[Effect]:
-        """One step: the pool's slot count towards ``desired``, due slots started, gone ones forgotten."""
+                  forced: bool = False, budget: list[int] | None = None) -> list[Effect]:
+        """One step: the pool's slot count towards ``desired``, due slots started, gone ones forgotten.
+
+        ``budget`` ([starts left]) caps the processes this step starts across pools: a 1,000-worker
+        start is many short engine steps (heartbeats read, snapshots published) instead of one long one."""
         out: list[Effect] = []
         if not stopping and self.desired == 0:
             for slot in self.active():  # paused: every slot keeps its session, the broker queues for it
@@ -61,8 +64,10 @@ class Pool:
                 out += slot.resume(now)  # the same client ids: the broker delivers what it queued
         for slot in list(self.slots.values()):
             if slot.phase is Phase.WAITING and now >= slot.next_start and not forced:
-                if slot.needs_release or (not stopping and not slot.retiring):
+                if (slot.needs_release or (not stopping and not slot.retiring)) and (budget is None or budget[0] > 0):
                     out += slot.start(now)
+                    if budget is not None:
+                        budget[0] -= 1
             if slot.phase is Phase.GONE:
                 self.forget(slot)
         return out

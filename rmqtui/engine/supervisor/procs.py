@@ -10,17 +10,17 @@ With the fork server it also keeps one spare process started ahead of need:
 
 from __future__ import annotations
 
-import collections
 import multiprocessing
 import os
 import selectors
 import signal as signal_mod
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from ..logfiles import rotate_if_big
-from ..protocol import WORKER_PROCESS_PREFIX, Drain, Status, WorkerSpec
+from ..protocol import WORKER_PROCESS_PREFIX, WorkerSpec
 
 
 def start_method() -> str:
@@ -73,6 +73,14 @@ def stderr_tail(path: str | None, limit: int = 200) -> str:
     return lines[-1].strip()[:limit] if lines else ""
 
 
+def _attempt(call: Callable, *args: Any) -> Any:
+    """``call(*args)``, or the exception it raised (one failed start must not lose the others)."""
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001 - handed back to the caller, which reports it per slot
+        return exc
+
+
 def _untrack(proc: Any) -> None:
     """Take ``proc`` off multiprocessing's own list of children.
 
@@ -90,6 +98,8 @@ class ProcessRunner:
     #: seconds without a spawn before a new spare is started: a burst of spawns (a fleet's start, a
     #: scale-up) is not slowed down by it, and the spare's start-up does not compete with a new worker's
     SPARE_DELAY = 0.1
+    #: processes started at once by :meth:`spawn_many` (a fleet's start, a large scale-up)
+    SPAWN_THREADS = 4
 
     def __init__(self, target: Callable, preload: tuple[str, ...] = (), spare: Callable | None = None) -> None:
         """``spare(target, conn, mid)`` runs in a spare process: it waits for a spec, then calls ``target``."""
@@ -108,6 +118,7 @@ class ProcessRunner:
         self._conns: dict[str, Any] = {}
         self._logs: dict[str, str | None] = {}
         self._mids: dict[str, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def prepare(self) -> None:
         """Start the fork server now, from the caller's thread: a front end (Textual) may later replace
@@ -126,6 +137,28 @@ class ProcessRunner:
         started = self._from_spare(spec)
         if started is None:
             started = self._start(self._target, (spec,), key, self._mids.get(key))
+        return self._watch(key, spec, started)
+
+    def spawn_many(self, items: list[tuple[str, WorkerSpec]]) -> list:
+        """:meth:`spawn` for each ``(key, spec)``; with the fork server several start side by side (each
+        waits for the server's fork, which then overlaps with the next one's set-up).  Each entry of the
+        result is the pid, or the exception its start raised."""
+        out = [_attempt(self.spawn, *items[0])] if items else []  # the first may take the spare
+        if len(items) < 2 or start_method() != "forkserver":
+            return out + [_attempt(self.spawn, key, spec) for key, spec in items[1:]]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.SPAWN_THREADS, thread_name_prefix="rmqtui-spawn")
+        for _, spec in items[1:]:
+            rotate_if_big(spec.log_file)
+        futures = [self._pool.submit(self._start, self._target, (spec,), key, self._mids.get(key))
+                   for key, spec in items[1:]]
+        for (key, spec), future in zip(items[1:], futures):
+            started = _attempt(future.result)
+            out.append(started if isinstance(started, BaseException) else self._watch(key, spec, started))
+        self._spare_due = time.monotonic() + self.SPARE_DELAY
+        return out
+
+    def _watch(self, key: str, spec: WorkerSpec, started: Started) -> int:
         started.proc.name = f"{WORKER_PROCESS_PREFIX}{key}"  # a spare's, from now on
         self._procs[key], self._conns[key], self._mids[key] = started
         self._logs[key] = spec.log_file
@@ -303,6 +336,8 @@ class ProcessRunner:
         """End the spare, release the selector and the wake pipe, and stop the fork server helpers."""
         spare, self._spare, self._spare_target = self._spare, None, None
         self._end_spare(spare)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._sel.close()
         for fd in (self._wake_r, self._wake_w):
             try:
@@ -322,92 +357,3 @@ class ProcessRunner:
                     stop()
                 except (OSError, ChildProcessError, TypeError):  # TypeError: helper never started
                     pass
-
-
-class Exit(NamedTuple):
-    """In a :class:`FakeRunner` script: the process ends with ``code`` (and this stderr tail, mid in hand)."""
-
-    code: int
-    tail: str = ""
-    mid: int = 0
-
-
-class FakeRunner:
-    """A :class:`ProcessRunner` without processes, for unit tests and the demo.
-
-    ``behave(key, spec)`` says what a new process does, as a list of things to report at once:
-    protocol messages (a ``Status``, a ``Heartbeat``) and, optionally, an ``int`` exit code or an
-    :class:`Exit` that ends it.  The default subscribes; a release client exits 0.  A ``Drain`` ends the process with
-    0, SIGTERM/SIGKILL with the negative signal number.
-    """
-
-    def __init__(self, behave: Callable[[str, WorkerSpec], list] | None = None, first_pid: int = 40_000, *,
-                 drain_exits: bool = True) -> None:
-        self.behave = behave or (lambda key, spec: [0] if spec.release_only else [Status("subscribed")])
-        self.drain_exits = drain_exits  # False: a drained process keeps running until ended by hand
-        self.next_pid = first_pid
-        self.live: dict[str, int] = {}
-        self.specs: dict[str, WorkerSpec] = {}
-        self.calls: list[tuple] = []
-        self.queue: collections.deque = collections.deque()
-
-    def prepare(self) -> None:
-        """Nothing to prepare."""
-
-    def spawn(self, key: str, spec: WorkerSpec) -> int:
-        self.next_pid += 1
-        pid = self.next_pid
-        self.live[key], self.specs[key] = pid, spec
-        self.calls.append(("spawn", key, spec.release_only))
-        for item in self.behave(key, spec):
-            if isinstance(item, int):
-                item = Exit(item)
-            self.queue.append(("end", key, pid, tuple(item)) if isinstance(item, Exit) else Received(key, item))
-        return pid
-
-    def end(self, key: str, code: int, tail: str = "", mid: int = 0) -> None:
-        """Make slot ``key``'s process end with ``code`` (reported by the next :meth:`wait`)."""
-        self.queue.append(("end", key, self.live.get(key), (code, tail, mid)))
-
-    def signal(self, key: str, pid: int, sig: int) -> None:
-        self.calls.append(("signal", key, sig))
-        if self.live.get(key) == pid and sig in (signal_mod.SIGKILL, signal_mod.SIGTERM):
-            self.end(key, -sig)
-
-    def send(self, key: str, message: Any) -> None:
-        self.calls.append(("send", key, message))
-        if isinstance(message, Drain) and key in self.live and self.drain_exits:
-            self.end(key, 0)
-
-    def kill_all(self, sig: int = signal_mod.SIGKILL) -> None:
-        for key, pid in list(self.live.items()):
-            self.signal(key, pid, sig)
-
-    def wake(self) -> None:
-        """Nothing blocks."""
-
-    def wait(self, timeout: float) -> tuple[list, bool]:
-        out: list = []
-        while self.queue:
-            item = self.queue.popleft()
-            if isinstance(item, Received):
-                if item.key in self.live:
-                    out.append(item)
-                continue
-            _, key, pid, what = item
-            if pid is None or self.live.get(key) != pid:
-                continue  # that process already ended
-            code, tail, mid = what if isinstance(what, tuple) else (what, "", 0)
-            del self.live[key]
-            out.append(Ended(key, code, tail, mid))
-        return out, False
-
-    def busy(self) -> bool:
-        """Whether records are queued for the next :meth:`wait`."""
-        return bool(self.queue)
-
-    def pids(self) -> list[int]:
-        return list(self.live.values())
-
-    def close(self) -> None:
-        """Nothing to release."""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
+from .. import config as config_mod
+from ..api import CommandResult
 from ..config import Config
 
 
@@ -38,3 +42,16 @@ def plan_reload(running: Config, before: Config, new: Config, desired: dict[str,
         restart.append("broker or fleet settings changed")
     level = new.fleet.log_level if new.fleet.log_level != before.fleet.log_level else None
     return ReloadPlan(counts, level, tuple(restart))
+
+
+def save_counts(config: Config, counts: dict[str, int], note: Callable[[str, str, str], None]) -> CommandResult:
+    """Write the running worker counts into ``config``'s file (a backup kept), or say why not."""
+    try:
+        backup = config_mod.save_worker_counts(config, counts)
+    except OSError as exc:
+        return CommandResult.refused(f"could not write {config.path}: {exc}")
+    except config_mod.ConfigError as exc:
+        return CommandResult.refused(exc.problem + (f" ({exc.fix})" if exc.fix else ""))
+    note("INFO", "fleet", f"wrote worker counts to {config.path} (backup {backup})")
+    return CommandResult.accepted(f"wrote worker counts to {config.path.name} (previous file kept as "
+                                  f"{Path(backup).name}; only the workers values changed)")
