@@ -17,6 +17,8 @@ from ..snapshot import (BrokerSnapshot, BrokerState, ExitRecord, FleetSnapshot, 
                         WorkerState)
 
 _WORKER_FIELDS = tuple(f.name for f in dataclasses.fields(WorkerSnapshot))
+_WORKER_KEYS = frozenset(_WORKER_FIELDS)
+_STATES = {state.value: state for state in WorkerState}  # a dict lookup: an Enum call costs more (per worker)
 _ROUTE_FIELDS = tuple(f.name for f in dataclasses.fields(RouteSnapshot))
 _BROKER_FIELDS = tuple(f.name for f in dataclasses.fields(BrokerSnapshot))
 _FLEET_SCALARS = tuple(f.name for f in dataclasses.fields(FleetSnapshot)
@@ -66,11 +68,13 @@ def snapshot_from_dict(data: dict) -> FleetSnapshot:
         routes.append(RouteSnapshot(**r))
     workers = []
     for w in data["workers"]:
-        w = _known(w, _WORKER_FIELDS)
-        w["state"] = WorkerState(w["state"])
-        w["exits"] = tuple(ExitRecord(**e) for e in w.get("exits", ()))
-        w["restarts_by_reason"] = tuple((str(k), int(n)) for k, n in w.get("restarts_by_reason", ()))
-        w["handler_durations"] = tuple(int(n) for n in w.get("handler_durations", ()))
+        # the same release on both ends sends exactly our fields: no filtering (the dict is ours to change)
+        w = w if w.keys() == _WORKER_KEYS else _known(w, _WORKER_FIELDS)
+        w["state"] = _STATES[w["state"]]
+        exits, causes = w.get("exits"), w.get("restarts_by_reason")
+        w["exits"] = tuple(ExitRecord(**e) for e in exits) if exits else ()
+        w["restarts_by_reason"] = tuple((str(k), int(n)) for k, n in causes) if causes else ()
+        w["handler_durations"] = tuple(map(int, w.get("handler_durations", ())))
         workers.append(WorkerSnapshot(**w))
     scalars = _known(data, _FLEET_SCALARS)
     return FleetSnapshot(broker=BrokerSnapshot(**broker), routes=tuple(routes), workers=tuple(workers),
