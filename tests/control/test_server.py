@@ -36,13 +36,34 @@ def raw(path, *lines: str, count: int | None = None) -> list[dict]:
         return answers
 
 
+@pytest.mark.parametrize("rows", [False, True])
 @pytest.mark.parametrize("scenario", ["normal", "crashloop", "debug"])
-def test_snapshots_survive_json_both_ways_exactly(scenario) -> None:
+def test_snapshots_survive_json_both_ways_exactly(scenario, rows) -> None:
     snap = FixedFleet(scenario).snapshot()
-    back = snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snap))))
+    wire = json.dumps(snapshot_to_dict(snap, rows=rows))
+    back = snapshot_from_dict(json.loads(wire))
     assert back == snap, "a snapshot changed on its way through JSON"
+    if rows:
+        as_rows, as_objects = (json.dumps(snapshot_to_dict(snap, rows=r)["workers"]) for r in (True, False))
+        assert len(as_rows) < len(as_objects) * 0.6, "rows are the smaller form"
     assert back.workers[0].state is snap.workers[0].state, "the worker state is not an enum again"
     assert back.routes[0].history == snap.routes[0].history, "the history sparkline changed"
+
+
+def test_worker_rows_from_another_release_are_read_by_name() -> None:
+    """A newer server may send fields this client does not know, in another order: they are matched by
+    name (unknown ones ignored, missing ones defaulted), and a row that does not fit its names is an error."""
+    snap = FixedFleet("normal").snapshot()
+    data = snapshot_to_dict(snap, rows=True)
+    fields = data["worker_fields"]
+    order = list(reversed(range(len(fields))))
+    data["worker_fields"] = [fields[i] for i in order] + ["from_the_future"]
+    data["workers"] = [[row[i] for i in order] + [42] for row in data["workers"]]
+    assert snapshot_from_dict(json.loads(json.dumps(data))) == snap
+    data = snapshot_to_dict(snap, rows=True)
+    data["workers"][0] = data["workers"][0][:-1]
+    with pytest.raises(ValueError):
+        snapshot_from_dict(data)
 
 
 def test_hello_snapshot_and_errors_speak_json_rpc(served) -> None:

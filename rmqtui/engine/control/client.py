@@ -159,9 +159,10 @@ class RemoteFleet:
         self.connection = connection
         self.info = connection.call("hello")
         self.role = self.info.get("role", paths.READ_ONLY)
-        connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": interval})
+        connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": interval, "rows": True})
         history = connection.call("logs", {"since": 0})["records"]
-        first = connection.call("snapshot")["snapshot"]  # never call while holding the lock: the reader needs it
+        # never call while holding the lock: the reader needs it
+        first = connection.call("snapshot", {"rows": True})["snapshot"]
         with self._lock:  # history and stream overlap: merge by seq
             merged = {r["seq"]: record_from_dict(r) for r in history}
             merged.update((r.seq, r) for r in self._logs)
@@ -217,7 +218,7 @@ class RemoteFleet:
 
     def set_interval(self, seconds: float) -> None:
         """Ask for snapshots every ``seconds`` (a front end that refreshes slower needs fewer)."""
-        self.connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": seconds})
+        self.connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": seconds, "rows": True})
 
     def logs_since(self, seq: int) -> list[LogRecord]:
         """Log records received with ``record.seq > seq``, oldest first."""

@@ -235,7 +235,7 @@ class ControlServer:
         if method == "hello":
             return self._hello(session)
         if method == "snapshot":
-            return {"snapshot": snapshot_to_dict(self.fleet.snapshot())}
+            return {"snapshot": snapshot_to_dict(self.fleet.snapshot(), rows=params.get("rows") is True)}
         if method == "logs":
             since = _int(params, "since", 0)
             worker = params.get("worker")
@@ -276,7 +276,7 @@ class ControlServer:
         result["stopped"] = method == "stop"
         if "snapshot" in session.streams and method != "stop":
             # the reply follows a snapshot that already shows the command's immediate effect
-            session.send_snapshot_now(self._snapshot_line())
+            session.send_snapshot_now(self._snapshot_line(rows=session.rows))
         return result
 
     def _hello(self, session: Session) -> dict:
@@ -299,6 +299,7 @@ class ControlServer:
         if worker is not None and not isinstance(worker, str):
             raise RequestError(-32602, "worker must be a worker id such as route/0")
         session.interval = float(interval)
+        session.rows = params.get("rows") is True  # workers as rows of values (see codec.snapshot_to_dict)
         session.log_worker = worker
         session.next_snapshot = 0.0
         session.streams |= set(streams)
@@ -320,10 +321,12 @@ class ControlServer:
         with self._lock:
             return [s for s in self.sessions if stream in s.streams and not s.closed]
 
-    def _snapshot_line(self) -> bytes:
-        snap = self.fleet.snapshot()
-        self._note_states(snap)
-        return dumps({"jsonrpc": "2.0", "method": "snapshot", "params": {"snapshot": snapshot_to_dict(snap)}})
+    def _snapshot_line(self, snap=None, *, rows: bool = False) -> bytes:
+        if snap is None:
+            snap = self.fleet.snapshot()
+            self._note_states(snap)
+        return dumps({"jsonrpc": "2.0", "method": "snapshot",
+                      "params": {"snapshot": snapshot_to_dict(snap, rows=rows)}})
 
     def _pump_loop(self) -> None:
         while not self._halt.wait(PUMP_INTERVAL):
@@ -345,11 +348,15 @@ class ControlServer:
         due = [s for s in self._subscribers("snapshot") if now >= s.next_snapshot]
         watching = self._subscribers("event") and now >= self._next_event_snapshot
         if due or watching:
-            line = self._snapshot_line()
+            snap = self.fleet.snapshot()
+            self._note_states(snap)
             self._next_event_snapshot = now + 1.0
+            lines: dict[bool, bytes] = {}  # one encoding per form asked for, shared by the sessions
             for s in due:
                 s.next_snapshot = now + s.interval
-                s.offer_snapshot(line)
+                if s.rows not in lines:
+                    lines[s.rows] = self._snapshot_line(snap, rows=s.rows)
+                s.offer_snapshot(lines[s.rows])
 
     def _note_states(self, snap) -> None:
         states = {w.id: w.state.value for w in snap.workers}

@@ -31,6 +31,7 @@ class Session:
         self.peer = peer
         self.streams: set[str] = set()
         self.interval = 1.0
+        self.rows = False  # snapshots with workers as rows of values (the client asked for them)
         self.next_snapshot = 0.0
         self.log_worker: str | None = None
         self.dropped_logs = 0
