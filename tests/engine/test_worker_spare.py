@@ -37,8 +37,17 @@ def _subscribed(fleet, n: int) -> list[int]:
     return pids if len(pids) == n else []
 
 
+NAMES = """
+import multiprocessing, os
+
+def handle(msg):
+    with open(os.path.join(os.path.dirname(__file__), "names.txt"), "a") as f:
+        f.write(multiprocessing.current_process().name + "\\n")
+"""
+
+
 def _fleet(project, start_fleet):
-    project.handler("noop", "def handle(msg):\n    pass\n")
+    project.handler("noop", NAMES)
     fleet = start_fleet(project.write([ROUTE]))
     wait_for(lambda: _subscribed(fleet, 1), what="the first worker subscribed")
     return fleet
@@ -50,6 +59,18 @@ def test_an_added_worker_is_the_spare_and_a_new_spare_follows(project, start_fle
     assert fleet.add_worker("s").ok
     pids = wait_for(lambda: _subscribed(fleet, 2), what="the added worker subscribed")
     assert spare in pids, "the added slot went to the spare instead of a new fork"
+    # a spare becomes its slot's worker in every way, its process name too (handlers and tools may read it)
+    from rmqtui.testing.mqtt import connect, new_client
+    names = project.root / "handlers" / "names.txt"
+    client = new_client(fleet)
+    connect(client, fleet)
+    client.loop_start()
+    for i in range(40):
+        client.publish(f"s/{i}", b"x", qos=1).wait_for_publish(5)
+    wait_for(lambda: names.exists() and {"rmqtui-worker-s/0", "rmqtui-worker-s/1"} <= set(names.read_text().split()),
+             what="both workers handling messages under their slots' names")
+    client.disconnect()
+    client.loop_stop()
     wait_for(lambda: [p for p in _spares() if p != spare], what="a new spare")
     assert len(_spares()) == 1, "one spare per fleet"
     # stopping the fleet ends the spare too: start_fleet's teardown checks that no child is left

@@ -54,7 +54,7 @@ class Fleet:
     """
 
     PUBLISH_EVERY = 1.0  # seconds between snapshots when only counters moved (a TUI refreshes once a second)
-    BURST_GAP = 0.1  # seconds between snapshots at least, however fast states change
+    BURST_GAP = 0.25  # seconds between snapshots at least while a burst of starts goes on
 
     def __init__(self, config: Config, *, sample_interval: float = 1.0, tick: float = 0.25, fresh: bool = False,
                  policy: RestartPolicy | None = None, runner=None, sampler=None,
@@ -375,13 +375,14 @@ class Fleet:
                     changed = True
                 else:
                     changed |= core.message(rec.key, rec.message, now, wall)
-            if changed or now >= next_tick:
+            if (changed and not core.backlog) or now >= next_tick:  # a start burst: O(workers) ticks 20/s
                 effects += core.tick(now, wall, self._jitter())
-                next_tick = now + (0.0 if core.backlog else self.PUBLISH_EVERY if core.calm else self.tick)
+                next_tick = now + (0.05 if core.backlog else self.PUBLISH_EVERY if core.calm else self.tick)
                 # heartbeats alone republish once a second (a calm tick's own second); a state change at
-                # once, but at most every BURST_GAP while changes pour in (a 1,000-worker start)
+                # once, but at most every BURST_GAP while starts are held back (a 1,000-worker start)
                 self._unpublished |= changed
-                due = self._published_at + (self.BURST_GAP if self._unpublished else self.PUBLISH_EVERY - 0.05)
+                burst = self.BURST_GAP if core.backlog else 0.0
+                due = self._published_at + (burst if self._unpublished else self.PUBLISH_EVERY - 0.05)
                 if pumping or now >= due:
                     self._publish()
                     self._published_at, self._unpublished = now, False

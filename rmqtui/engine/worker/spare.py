@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any, Callable
 
+from ..protocol import WORKER_PROCESS_PREFIX
 from . import lifeline
 
 
@@ -28,6 +29,8 @@ def wait_for_slot(target: Callable, conn: Any, current_mid: Any) -> None:
         spec = conn.recv()
     except (EOFError, OSError):
         return
+    # from here on the same process as a cold-started worker of the slot, name included
+    multiprocessing.current_process().name = f"{WORKER_PROCESS_PREFIX}{spec.worker_id}"
     target(spec, conn, current_mid)
 
 
