@@ -375,12 +375,12 @@ class Fleet:
                     changed = True
                 else:
                     changed |= core.message(rec.key, rec.message, now, wall)
+            self._unpublished |= changed  # kept until a snapshot shows it, even if this step does not tick
             if (changed and not core.backlog) or now >= next_tick:  # a start burst: O(workers) ticks 20/s
                 effects += core.tick(now, wall, self._jitter())
                 next_tick = now + (0.05 if core.backlog else self.PUBLISH_EVERY if core.calm else self.tick)
                 # heartbeats alone republish once a second (a calm tick's own second); a state change at
                 # once, but at most every BURST_GAP while starts are held back (a 1,000-worker start)
-                self._unpublished |= changed
                 burst = self.BURST_GAP if core.backlog else 0.0
                 due = self._published_at + (burst if self._unpublished else self.PUBLISH_EVERY - 0.05)
                 if pumping or now >= due:
@@ -410,11 +410,10 @@ class Fleet:
                 batch = [(effect, spec)]
                 while jobs and isinstance(jobs[0][0], Spawn):
                     batch.append(jobs.pop(0))
-                more = []
-                for (e, _), pid in zip(batch, self._runner.spawn_many([(e.key, s) for e, s in batch])):
-                    with self._lock:  # a failed start (an exception) makes its slot back off; the rest go on
+                more, outcomes = [], self._runner.spawn_many([(e.key, s) for e, s in batch])
+                with self._lock:  # a failed start (an exception) makes its slot back off; the rest go on
+                    for (e, _), pid in zip(batch, outcomes):
                         more += (self._core.spawn_failed(e.key, str(pid), *self._clock()) if
                                  isinstance(pid, Exception) else self._core.spawned(e.key, pid, *self._clock()))
-                with self._lock:
                     self._pids = tuple(self._core.worker_pids())
                 jobs += [(e, None) for e in more if not isinstance(e, Spawn)]
