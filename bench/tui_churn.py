@@ -33,7 +33,7 @@ def main() -> int:
     a = ap.parse_args()
     cols = {"handled": lambda w: fmt.count(w.handled), "rate": lambda w: fmt.rate(w.rate),
             "cpu": lambda w: fmt.percent(w.cpu_percent), "rss": lambda w: fmt.megabytes(w.rss),
-            "uptime": lambda w: fmt.duration(w.uptime), "fds": lambda w: fmt.plain(w.fds),
+            "fds": lambda w: fmt.plain(w.fds),
             "threads": lambda w: fmt.plain(w.threads), "state": lambda w: w.state.value}
     b = Bench(argparse.Namespace(quick=True))
     b.start()
@@ -48,11 +48,13 @@ def main() -> int:
         changed = collections.Counter()
         rows_changed = []
         for _ in range(a.refreshes + 1):
-            snap = {w.id: {k: f(w) for k, f in cols.items()} for w in fleet.snapshot().workers}
+            now = fleet.snapshot()
+            snap = {w.id: {**{k: f(w) for k, f in cols.items()}, "uptime": fmt.duration(w.uptime_at(now.time))}
+                    for w in now.workers}
             if prev is not None:
                 n = 0
                 for wid, cells in snap.items():
-                    diff = [k for k in cols if prev.get(wid, {}).get(k) != cells[k]]
+                    diff = [k for k in cells if prev.get(wid, {}).get(k) != cells[k]]
                     changed.update(diff)
                     n += bool(diff)
                 rows_changed.append(n)

@@ -37,10 +37,10 @@ class MadeUpFleet:
 
     def snapshot(self):
         self.snapshots += 1
-        workers = tuple(dataclasses.replace(w, uptime=10.0 + self.snapshots,
+        workers = tuple(dataclasses.replace(w, started=self.first.time - 10.0,
                                             cpu_percent=0.1 if random.random() < 0.1 else 0.0)
                         for w in self.workers)
-        return dataclasses.replace(self.first, workers=workers)
+        return dataclasses.replace(self.first, time=self.first.time + self.snapshots, workers=workers)
 
     def logs_since(self, seq: int) -> list:
         return []

@@ -197,8 +197,8 @@ class FleetCollector:
             labels = [w.route, w.id]
             info.add_metric(labels, {"pid": str(w.pid or ""), "client_id": w.client_id, "state": w.state.value})
             up.add_metric(labels, 1 if w.pid is not None else 0)
-            if w.uptime is not None and w.pid is not None:
-                start.add_metric(labels, snap.time - w.uptime)
+            if w.started is not None and w.pid is not None:
+                start.add_metric(labels, w.started)
             for family, (name, attr, _) in zip(counters, _WORKER_COUNTERS):
                 raw = getattr(w, attr, None)
                 if raw is not None:

@@ -85,7 +85,7 @@ class WorkerSnapshot:
     fds: int | None = None
     threads: int | None = None
     restarts: int = 0
-    uptime: float | None = None  # seconds since this process started
+    started: float | None = None  # unix time its current process started (None: no process); see uptime_at
     log_level: str = "INFO"
     last_exit: int | None = None  # exit code of the previous process; negative = signal
     exits: tuple[ExitRecord, ...] = ()  # the last exits of the slot's processes, oldest first
@@ -98,6 +98,14 @@ class WorkerSnapshot:
     def debug(self) -> bool:
         """Whether this worker emits debug records."""
         return self.log_level == "DEBUG"
+
+    def uptime_at(self, now: float) -> float | None:
+        """Seconds its current process has run at unix time ``now`` (the snapshot's ``time``).
+
+        The snapshot keeps the start time, not the uptime, so an idle worker's snapshot stays the
+        same from one second to the next: the engine reuses it, the control socket sends only the
+        workers that changed and the TUI redraws only their rows."""
+        return None if self.started is None else max(0.0, now - self.started)
 
     @property
     def mean_handler_ms(self) -> float | None:

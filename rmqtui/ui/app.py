@@ -214,7 +214,7 @@ class FleetApp(ViewActions, OperatorActions, App[None]):
         self.status_bar.show(snap, quitting=self.quitting)
         self.routes_table.show(snap)
         self.workers_table.mark_sort_column(None if self.sort_key == "id" else self.sort_key)
-        self.workers_table.show(self._visible_workers(snap), self.marked)
+        self.workers_table.show(self._visible_workers(snap), self.marked, snap.time)
         self._titles()
 
     def _visible_workers(self, snap: FleetSnapshot) -> list[WorkerSnapshot]:

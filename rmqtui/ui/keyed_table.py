@@ -117,6 +117,8 @@ class KeyedTable(PatchTable):
         changed: list[tuple[str, str, Cell]] = []
         for key, cells in wanted.items():
             old = self._cells.get(key)
+            if old is cells:  # the caller kept the row as it was
+                continue
             if old is None:
                 self.add_row(*self._ordered(cells), key=key)
                 added = True

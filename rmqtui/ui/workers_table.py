@@ -28,7 +28,7 @@ SORT_VALUES: dict[str, _SortValue] = {
     "restarts": lambda w: w.restarts,
     "debug": lambda w: 1 if w.debug else 0,
     "reason": lambda w: w.reason,
-    "uptime": lambda w: w.uptime if w.uptime is not None else -1.0,
+    "uptime": lambda w: -w.started if w.started is not None else -float("inf"),  # longest-running first
     "fds": lambda w: w.fds if w.fds is not None else -1,
     "threads": lambda w: w.threads if w.threads is not None else -1,
 }
@@ -72,16 +72,38 @@ class WorkersTable(KeyedTable):
     COMPONENT_CLASSES = ({f"state--{s.value}" for s in WorkerState}
                          | {"workers--debug", "workers--failed", "workers--marked"})
 
-    def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = ()) -> None:
-        """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted."""
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._rows: dict[str, tuple[tuple, dict[str, Cell]]] = {}  # id -> (what its cells show, the cells)
+
+    def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = (), now: float = 0.0) -> None:
+        """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted; ``now``
+        (the snapshot's unix time) is what uptimes are counted to."""
         # Styles are looked up, and each styled text built, once per refresh rather than per worker:
         # a CSS lookup costs about as much as building a row.
         style = functools.cache(lambda name: part_style(self, name))
         styled: _Styled = functools.cache(lambda text, name: Text(text, style(name) if name else ""))
-        self.sync((w.id, self._cells_of(w, w.id in marked, styled)) for w in workers)
+        theme = getattr(self.app, "theme", None)
+        rows, seen = [], {}
+        for w in workers:
+            # A worker whose snapshot object is the one of the last refresh (the engine and the
+            # control socket keep unchanged workers' snapshots) keeps its row: nothing is formatted
+            # or compared, unless its uptime text or its mark changed.
+            mark = w.id in marked
+            uptime = fmt.duration(w.uptime_at(now))
+            key = (w, mark, uptime, theme)
+            cached = self._rows.get(w.id)
+            if cached is not None and cached[0] == key:
+                cells = cached[1]
+            else:
+                cells = self._cells_of(w, mark, styled, uptime)
+            seen[w.id] = (key, cells)
+            rows.append((w.id, cells))
+        self._rows = seen
+        self.sync(rows)
 
     @staticmethod
-    def _cells_of(w: WorkerSnapshot, marked: bool, styled: _Styled) -> dict[str, Cell]:
+    def _cells_of(w: WorkerSnapshot, marked: bool, styled: _Styled, uptime: str) -> dict[str, Cell]:
         return {
             "id": styled(w.id, "workers--marked") if marked else w.id,
             "pid": fmt.plain(w.pid),
@@ -94,7 +116,7 @@ class WorkersTable(KeyedTable):
             "restarts": str(w.restarts),
             "debug": styled("D", "workers--debug") if w.debug else "",
             "reason": w.reason,
-            "uptime": fmt.duration(w.uptime),
+            "uptime": uptime,
             "fds": fmt.plain(w.fds),
             "threads": fmt.plain(w.threads),
         }

@@ -209,14 +209,35 @@ def test_hung_worker_is_killed_and_restarted(project, start_fleet):
              timeout=10, what="restart after hang")
 
 
+
+def test_a_worker_whose_figures_did_not_change_keeps_its_snapshot_object(project, start_fleet):
+    """The engine reuses an unchanged worker's snapshot (so the control socket sends only changed workers
+    and the TUI redraws only their rows); a changed one is a new object."""
+    import time
+
+    fleet = start_fleet(project.write([dict(SHARED, workers=2)]))
+    wait_for(lambda: _subscribed(fleet, "work", 2))
+    reused, deadline, prev = 0, time.monotonic() + 20, fleet.snapshot()
+    while time.monotonic() < deadline and reused < 2:
+        time.sleep(0.3)
+        snap = fleet.snapshot()
+        if snap is prev:
+            continue
+        for a, b in zip(prev.workers, snap.workers):
+            assert (a is b) == (a == b), f"{a.id}: equal but rebuilt, or changed in place"
+            reused += a is b
+        prev = snap
+    assert reused >= 2, "no unchanged worker kept its object across snapshots"
+
+
 def test_snapshot_carries_process_figures(project, start_fleet):
     fleet = start_fleet(project.write([dict(SHARED, workers=1)]), sample_interval=0.2)
     wait_for(lambda: _subscribed(fleet, "work", 1))
     # main thread + paho's network thread, once a sample after the subscription arrived
     w = wait_for(lambda: (x := fleet.snapshot().workers[0]).rss and x.uss and x.fds and (x.threads or 0) >= 2 and x)
     assert w.rss > w.uss > 1_000_000
-    assert w.uptime is not None and w.uptime >= 0
     snap = fleet.snapshot()
+    assert w.started is not None and 0 <= w.uptime_at(snap.time) < 120
     assert snap.broker.state.value == "up" and snap.broker.embedded and snap.broker.unix_path == fleet.unix_path
     assert snap.broker.address == "unix:broker.sock" and not snap.broker.tcp, "the private socket only"
 

@@ -35,3 +35,53 @@ async def test_strings_that_look_like_markup_are_shown_as_written_added_and_upda
         app.table.sync([("w1", {"id": "w1", "reason": "got [bold]x[/bold]", "n": "2"})])
         await pilot.pause()
         assert "got [bold]x[/bold]" in shown(app.table, "w1")
+
+
+class WorkersApp(App[None]):
+    def compose(self) -> ComposeResult:
+        from rmqtui.ui.workers_table import WorkersTable
+
+        self.table = WorkersTable()
+        yield self.table
+
+    def on_mount(self) -> None:
+        self.table.fit(120)
+
+
+async def test_a_worker_whose_snapshot_object_is_unchanged_keeps_its_row_until_its_uptime_text_changes(
+        monkeypatch) -> None:
+    """Rows are rebuilt only for workers whose snapshot changed (the engine and the control socket keep
+    unchanged workers' objects), or whose uptime text or mark changed."""
+    import dataclasses
+
+    from rmqtui.demo import FixedFleet
+    from rmqtui.ui.workers_table import WorkersTable
+
+    snap = FixedFleet("normal").snapshot()
+    workers = [w for w in snap.workers if w.started is not None][:3]
+    built: list[str] = []
+    original = WorkersTable._cells_of
+
+    def counting(w, *args):
+        built.append(w.id)
+        return original(w, *args)
+
+    monkeypatch.setattr(WorkersTable, "_cells_of", staticmethod(counting))
+    young = dataclasses.replace(workers[0], started=snap.time - 10)
+    workers = [young, *workers[1:]]
+    app = WorkersApp()
+    async with app.run_test(size=(120, 10)) as pilot:
+        app.table.show(workers, (), snap.time)
+        await pilot.pause()
+        assert sorted(built) == sorted(w.id for w in workers)
+        built.clear()
+        app.table.show(workers, (), snap.time + 0.5)
+        assert built == [], "unchanged workers were formatted again"
+        app.table.show(workers, (), snap.time + 1.0)  # the young worker's uptime 10s -> 11s
+        assert built == [young.id]
+        await pilot.pause()
+        assert "11s" in shown(app.table, young.id)
+        built.clear()
+        moved = dataclasses.replace(workers[1], handled=workers[1].handled + 1)
+        app.table.show([young, moved, workers[2]], {workers[2].id}, snap.time + 1.0)
+        assert sorted(built) == sorted([moved.id, workers[2].id]), "a changed worker and a newly marked one"

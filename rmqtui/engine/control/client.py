@@ -13,7 +13,8 @@ from typing import Callable
 from ..api import CommandResult
 from ..snapshot import FleetSnapshot, LogRecord
 from . import paths
-from .codec import dumps, record_from_dict, result_from_dict, snapshot_from_dict
+from .codec import dumps, record_from_dict, result_from_dict
+from .delta import DeltaDecoder
 
 LOG_HISTORY = 5000
 #: How the server starts a snapshot notification; such lines are kept raw and parsed only when read.
@@ -147,7 +148,7 @@ class RemoteFleet:
     def __init__(self, config_path: Path | str | None = None, *, read_only: bool = False,
                  connection: Connection | None = None, interval: float = 1.0) -> None:
         self._snapshot: FleetSnapshot | None = None
-        self._raw: dict | bytes | None = None  # the newest snapshot, not decoded yet
+        self._stream = DeltaDecoder()  # the fleet as the snapshot stream built it (only changes are sent)
         self._logs: collections.deque[LogRecord] = collections.deque(maxlen=LOG_HISTORY)
         self._lock = threading.Lock()
         self.dropped_logs = 0
@@ -159,7 +160,7 @@ class RemoteFleet:
         self.connection = connection
         self.info = connection.call("hello")
         self.role = self.info.get("role", paths.READ_ONLY)
-        connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": interval, "rows": True})
+        self._subscribe(interval)
         history = connection.call("logs", {"since": 0})["records"]
         # never call while holding the lock: the reader needs it
         first = connection.call("snapshot", {"rows": True})["snapshot"]
@@ -168,8 +169,8 @@ class RemoteFleet:
             merged.update((r.seq, r) for r in self._logs)
             self._logs = collections.deque(sorted(merged.values(), key=lambda r: r.seq)[-LOG_HISTORY:],
                                            maxlen=LOG_HISTORY)
-            if self._raw is None:  # a pushed snapshot, if one came meanwhile, is as new or newer
-                self._raw = first
+            if not self._stream.ready:  # a pushed snapshot, if one came meanwhile, is as new or newer
+                self._stream.apply(first)
 
     @property
     def read_only(self) -> bool:
@@ -186,9 +187,22 @@ class RemoteFleet:
         """The pid of the process that runs the fleet."""
         return (self.info.get("fleet") or {}).get("pid")
 
+    def _subscribe(self, interval: float) -> None:
+        self.connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": interval, "rows": True,
+                                           "delta": True})
+
     def _snapshot_line(self, line: bytes) -> None:
+        # every message is applied, in order (a delta builds on the one before); rows are decoded
+        # into worker snapshots only when the front end reads
+        try:
+            data = json.loads(line)["params"]["snapshot"]
+        except (ValueError, KeyError, TypeError):
+            return  # a line we cannot read is skipped, not fatal
         with self._lock:
-            self._raw = line
+            try:
+                self._stream.apply(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass  # malformed: skipped; the next full snapshot (every subscribe starts with one) repairs it
 
     def _notified(self, method: str, params: dict) -> None:
         if method == "log":
@@ -209,16 +223,14 @@ class RemoteFleet:
         if self.closed:
             raise FleetGone("the fleet stopped (its control socket closed)")
         with self._lock:
-            raw, self._raw = self._raw, None
-        if isinstance(raw, bytes):
-            raw = json.loads(raw)["params"]["snapshot"]
-        if raw is not None:
-            self._snapshot = snapshot_from_dict(raw)
+            snap = self._stream.snapshot()
+        if snap is not None:
+            self._snapshot = snap
         return self._snapshot
 
     def set_interval(self, seconds: float) -> None:
         """Ask for snapshots every ``seconds`` (a front end that refreshes slower needs fewer)."""
-        self.connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": seconds, "rows": True})
+        self._subscribe(seconds)
 
     def logs_since(self, seq: int) -> list[LogRecord]:
         """Log records received with ``record.seq > seq``, oldest first."""

@@ -19,6 +19,7 @@ from ..snapshot import (BrokerSnapshot, BrokerState, ExitRecord, FleetSnapshot, 
 _WORKER_FIELDS = tuple(f.name for f in dataclasses.fields(WorkerSnapshot))
 _WORKER_KEYS = frozenset(_WORKER_FIELDS)
 _WORKER_LIST = list(_WORKER_FIELDS)
+WORKER_FIELDS = _WORKER_FIELDS
 _STATE, _EXITS, _CAUSES, _DURATIONS = (_WORKER_FIELDS.index(n) for n in
                                        ("state", "exits", "restarts_by_reason", "handler_durations"))
 _STATES = {state.value: state for state in WorkerState}  # a dict lookup: an Enum call costs more (per worker)
@@ -55,20 +56,42 @@ def snapshot_to_dict(snap: FleetSnapshot, *, rows: bool = False) -> dict:
 
     ``rows``: each worker as a list of values in the order of ``worker_fields`` (sent once), not as an
     object: a third of the bytes for an attached TUI, and decoded three times faster."""
+    data = header_to_dict(snap)
+    if rows:
+        data["worker_fields"] = list(_WORKER_FIELDS)
+        data["workers"] = [worker_row(w) for w in snap.workers]
+    else:  # for people and scripts (ctl status --json, --no-ui --json): the uptime too
+        data["workers"] = [dict(_plain(w, _WORKER_FIELDS), uptime=_rounded(w.uptime_at(snap.time)))
+                           for w in snap.workers]
+    return data
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def header_to_dict(snap: FleetSnapshot) -> dict:
+    """Everything of ``snap`` but its workers."""
     data = _plain(snap, _FLEET_SCALARS)
     data["broker"] = _plain(snap.broker, _BROKER_FIELDS)
     data["routes"] = [_plain(r, _ROUTE_FIELDS) for r in snap.routes]
-    if rows:
-        data["worker_fields"] = list(_WORKER_FIELDS)
-        data["workers"] = [list(_plain(w, _WORKER_FIELDS).values()) for w in snap.workers]
-    else:
-        data["workers"] = [_plain(w, _WORKER_FIELDS) for w in snap.workers]
     data["extra"] = _json_safe(snap.extra)
     return data
 
 
+def worker_row(w: WorkerSnapshot) -> list:
+    """One worker as a list of values in the order of :data:`WORKER_FIELDS`."""
+    return list(_plain(w, _WORKER_FIELDS).values())
+
+
 def snapshot_from_dict(data: dict) -> FleetSnapshot:
     """The inverse of :func:`snapshot_to_dict`; raises ``ValueError``/``KeyError``/``TypeError`` on bad data."""
+    fields, now = data.get("worker_fields"), data.get("time", 0.0)
+    return header_from_dict(data, tuple(worker_from_values(fields, w, now) for w in data["workers"]))
+
+
+def header_from_dict(data: dict, workers: tuple[WorkerSnapshot, ...]) -> FleetSnapshot:
+    """A :class:`FleetSnapshot` from the non-worker part of ``data`` and ``workers``."""
     broker = _known(data["broker"], _BROKER_FIELDS)
     broker["state"] = BrokerState(broker["state"])
     routes = []
@@ -76,13 +99,22 @@ def snapshot_from_dict(data: dict) -> FleetSnapshot:
         r = _known(r, _ROUTE_FIELDS)
         r["history"] = tuple(r.get("history", ()))
         routes.append(RouteSnapshot(**r))
-    fields = data.get("worker_fields")
-    if fields is not None and fields != _WORKER_LIST:  # rows from another release: by name after all
-        data["workers"] = [dict(zip(fields, row)) for row in data["workers"]]
-    workers = [_worker_from_row(w) if fields == _WORKER_LIST else _worker_from_dict(w) for w in data["workers"]]
     scalars = _known(data, _FLEET_SCALARS)
-    return FleetSnapshot(broker=BrokerSnapshot(**broker), routes=tuple(routes), workers=tuple(workers),
+    return FleetSnapshot(broker=BrokerSnapshot(**broker), routes=tuple(routes), workers=workers,
                          extra=dict(data.get("extra") or {}), **scalars)
+
+
+def worker_from_values(fields: list | None, value: list | dict, now: float = 0.0) -> WorkerSnapshot:
+    """One worker from a row in the order of ``fields`` (None: an object), as sent by any release.
+
+    An older release sent ``uptime`` (seconds at ``now``) where this one sends ``started``."""
+    if fields == _WORKER_LIST:
+        return _worker_from_row(value)
+    if fields is not None:
+        value = dict(zip(fields, value))
+    if "started" not in value and isinstance(value.get("uptime"), (int, float)):
+        value["started"] = now - value["uptime"]
+    return _worker_from_dict(value)
 
 
 def _worker_from_dict(w: dict) -> WorkerSnapshot:

@@ -23,6 +23,7 @@ from ..api import CommandResult, FleetControl
 from . import paths
 from .audit import AuditLog, peer_credentials
 from .codec import dumps, record_to_dict, result_to_dict, snapshot_to_dict
+from .delta import DeltaEncoder
 from .dispatch import ANY_ROLE, COMMANDS, RequestError, call_command
 
 OPS_METHODS = frozenset({"unpin", "adopt"})  # operator methods of the OpsServices next to the fleet
@@ -276,7 +277,10 @@ class ControlServer:
         result["stopped"] = method == "stop"
         if "snapshot" in session.streams and method != "stop":
             # the reply follows a snapshot that already shows the command's immediate effect
-            session.send_snapshot_now(self._snapshot_line(rows=session.rows))
+            snap = self.fleet.snapshot()
+            self._note_states(snap)
+            session.send_snapshot_now(snap if session.delta is not None
+                                      else self._snapshot_line(snap, rows=session.rows))
         return result
 
     def _hello(self, session: Session) -> dict:
@@ -300,6 +304,8 @@ class ControlServer:
             raise RequestError(-32602, "worker must be a worker id such as route/0")
         session.interval = float(interval)
         session.rows = params.get("rows") is True  # workers as rows of values (see codec.snapshot_to_dict)
+        # only the changed workers (see delta.py); every subscribe starts again with a full snapshot
+        session.delta = DeltaEncoder() if params.get("delta") is True else None
         session.log_worker = worker
         session.next_snapshot = 0.0
         session.streams |= set(streams)
@@ -321,10 +327,8 @@ class ControlServer:
         with self._lock:
             return [s for s in self.sessions if stream in s.streams and not s.closed]
 
-    def _snapshot_line(self, snap=None, *, rows: bool = False) -> bytes:
-        if snap is None:
-            snap = self.fleet.snapshot()
-            self._note_states(snap)
+    @staticmethod
+    def _snapshot_line(snap, *, rows: bool = False) -> bytes:
         return dumps({"jsonrpc": "2.0", "method": "snapshot",
                       "params": {"snapshot": snapshot_to_dict(snap, rows=rows)}})
 
@@ -354,6 +358,9 @@ class ControlServer:
             lines: dict[bool, bytes] = {}  # one encoding per form asked for, shared by the sessions
             for s in due:
                 s.next_snapshot = now + s.interval
+                if s.delta is not None:  # encoded by its writer, against what it wrote last
+                    s.offer_snapshot(snap)
+                    continue
                 if s.rows not in lines:
                     lines[s.rows] = self._snapshot_line(snap, rows=s.rows)
                 s.offer_snapshot(lines[s.rows])

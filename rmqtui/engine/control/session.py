@@ -13,7 +13,9 @@ import collections
 import socket
 import threading
 
+from ..snapshot import FleetSnapshot
 from .codec import dumps
+from .delta import DeltaEncoder
 
 LOG_QUEUE = 2000
 EVENT_QUEUE = 500
@@ -32,14 +34,15 @@ class Session:
         self.streams: set[str] = set()
         self.interval = 1.0
         self.rows = False  # snapshots with workers as rows of values (the client asked for them)
+        self.delta: DeltaEncoder | None = None  # snapshots with only the changed workers (see delta.py)
         self.next_snapshot = 0.0
         self.log_worker: str | None = None
         self.dropped_logs = 0
         self.dropped_events = 0
         self.closed = False
         self._cond = threading.Condition()
-        self._replies: collections.deque[bytes] = collections.deque()
-        self._snapshot: bytes | None = None
+        self._replies: collections.deque[bytes | FleetSnapshot] = collections.deque()
+        self._snapshot: bytes | FleetSnapshot | None = None  # a snapshot object is encoded when written
         self._logs: collections.deque[dict] = collections.deque(maxlen=LOG_QUEUE)
         self._events: collections.deque[dict] = collections.deque(maxlen=EVENT_QUEUE)
         self._writer = threading.Thread(target=self._write_loop, name="rmqtui-control-writer", daemon=True)
@@ -59,13 +62,14 @@ class Session:
             self._replies.append(dumps(message))
             self._cond.notify()
 
-    def offer_snapshot(self, line: bytes) -> None:
-        """Replace whatever snapshot is still unsent with ``line`` (coalescing)."""
+    def offer_snapshot(self, line: bytes | FleetSnapshot) -> None:
+        """Replace whatever snapshot is still unsent with ``line`` (coalescing); a FleetSnapshot is
+        for a delta session and is encoded by the writer against what it wrote last."""
         with self._cond:
             self._snapshot = line
             self._cond.notify()
 
-    def send_snapshot_now(self, line: bytes) -> None:
+    def send_snapshot_now(self, line: bytes | FleetSnapshot) -> None:
         """Send ``line`` before any reply queued after it (a command's reply follows its effect)."""
         with self._cond:
             self._snapshot = None  # older than this one
@@ -119,17 +123,23 @@ class Session:
             if self.closed:
                 return None
             if self._replies:
-                return self._replies.popleft()
+                return self._encoded(self._replies.popleft())
             if self._logs:
                 batch = [self._logs.popleft() for _ in range(min(LOG_BATCH, len(self._logs)))]
                 params = {"records": batch, "dropped": self.dropped_logs}
                 return dumps({"jsonrpc": "2.0", "method": "log", "params": params})
             if self._snapshot is not None:
                 line, self._snapshot = self._snapshot, None
-                return line
+                return self._encoded(line)
             event = self._events.popleft()
             event["dropped"] = self.dropped_events
             return dumps({"jsonrpc": "2.0", "method": "event", "params": event})
+
+    def _encoded(self, item: bytes | FleetSnapshot) -> bytes:
+        if isinstance(item, bytes):
+            return item
+        encoder = self.delta if self.delta is not None else DeltaEncoder()
+        return dumps({"jsonrpc": "2.0", "method": "snapshot", "params": {"snapshot": encoder.encode(item)}})
 
     def _write_loop(self) -> None:
         while True:

@@ -15,16 +15,23 @@ from .slot import Slot
 
 def build_snapshot(core: FleetCore, wall: float, sample: Callable[[int | None], Any], *,
                    supervisor: tuple[int | None, float | None, int | None] = (None, None, None),
-                   hostname: str = "", extra: dict | None = None) -> FleetSnapshot:
+                   hostname: str = "", extra: dict | None = None,
+                   previous: FleetSnapshot | None = None) -> FleetSnapshot:
     """The fleet at ``wall`` (unix time); ``sample(pid)`` gives a process's figures or None;
-    ``supervisor`` is (pid, cpu %, rss)."""
+    ``supervisor`` is (pid, cpu %, rss).
+
+    A worker whose snapshot equals its snapshot in ``previous`` keeps that very object, so the
+    front ends and the control socket can tell an unchanged worker by identity (``is``)."""
     workers = []
     routes = []
+    before = {w.id: w for w in previous.workers} if previous is not None else {}
     for pool in core.pools.values():
         rate = 0.0
         running = 0
         for slot in sorted(pool.slots.values(), key=lambda s: s.index):
-            workers.append(worker_snapshot(slot, wall, sample(slot.worker_pid)))
+            w = worker_snapshot(slot, wall, sample(slot.worker_pid))
+            old = before.get(w.id)
+            workers.append(old if old == w else w)
             rate += slot.meter.rate
             running += slot.worker_pid is not None
         received, handled, failed = pool.totals()
@@ -57,7 +64,7 @@ def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
         uss=sample.uss if sample else None, fds=sample.fds if sample else None,
         threads=sample.threads if sample else None, cpu_seconds=sample.cpu_seconds if sample else None,
         restarts=slot.restarts,
-        uptime=(wall - slot.started) if (slot.started is not None and pid) else None, log_level=slot.log_level,
+        started=slot.started if pid else None, log_level=slot.log_level,
         last_exit=slot.last_exit, exits=tuple(_clean_exit(e) for e in slot.exits),
         restarts_by_reason=tuple(sorted(slot.restart_causes.items())), redelivered=slot.count("redelivered"),
         poisoned=slot.count("poisoned"), handler_durations=slot.durations())
