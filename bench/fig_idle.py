@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -246,14 +248,123 @@ def child_attached(args) -> dict:
     return out
 
 
+def child_attach_tui(args) -> dict:
+    """Fresh process: the attached TUI (AttachedApp on a RemoteFleet) on the fleet of ``--config`` for
+    ``--seconds``; its parent measures this process's CPU from outside (see :func:`child_tui_pair`)."""
+    from rmqtui.attach import AttachedApp
+    from rmqtui.engine.control import RemoteFleet
+
+    remote = RemoteFleet(args.config)
+    counting = CountingFleet(remote)
+
+    async def drive():
+        async with AttachedApp(counting).run_test(size=(160, 50)):
+            n0, t0 = counting.snapshots, time.monotonic()
+            await asyncio.sleep(args.seconds)
+            return {"refreshes_per_s": (counting.snapshots - n0) / (time.monotonic() - t0)}
+
+    try:
+        return asyncio.run(asyncio.wait_for(drive(), timeout=args.seconds + 60))
+    finally:
+        remote.close()
+
+
+def _main_thread_cpu() -> float:
+    import os
+
+    with open(f"/proc/self/task/{os.getpid()}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_tui_pair(args) -> dict:
+    """Fresh process: both TUIs on one fleet at the same time, so they see the same changes in the same seconds.
+
+    This process runs an in-process Fleet of ``--workers`` idle workers with its control socket and
+    the in-process TUI (FleetApp) on its main thread; a second process runs the attached TUI on the
+    same fleet (:func:`child_attach_tui`).  Each window measures the in-process TUI's thread (the
+    main thread: Textual runs there, the engine and the control socket in their own threads) and the
+    whole attached process.  Measured apart, the two figures come from different minutes of a shared
+    host; measured together, their ratio is about the TUIs.
+    """
+    import subprocess
+
+    from benchlib import BENCH
+    from rmqtui.engine import runtime
+    from rmqtui.engine.control import ControlServer
+    from rmqtui.ui.app import FleetApp
+
+    b = Bench(args, port=args.port)
+    nwin, win = windows(b)
+    nwin *= 2  # the ratio of two small figures: twice the windows of the other TUI rows
+    out: dict = {"workers": args.workers, "windows": nwin, "window_s": win}
+    attached = None
+    try:
+        config = idle_project(b, args.workers)
+        fleet = b.start_fleet(config)
+        wait_until(lambda: sum(1 for w in fleet.snapshot().workers if w.state.value == "subscribed")
+                   == args.workers, 120, 0.2, "workers subscribed")
+        server = ControlServer(fleet, config, audit_dir=runtime.fleet_state_dir(config))
+        server.start()
+        result = b.tmp / f"{b.uid('pair')}.json"
+        seconds = nwin * win + 15
+        attached = subprocess.Popen([PY, str(BENCH / "run.py"), "--child", "attach_tui", "--config", str(config),
+                                     "--seconds", str(seconds), "--out", str(result)], start_new_session=True)
+        counting = CountingFleet(fleet)
+
+        async def drive():
+            async with FleetApp(counting).run_test(size=(160, 50)):
+                await wait_async(lambda: any("snapshot" in s.streams for s in server.sessions), 60)
+                await asyncio.sleep(3.0)  # both TUIs past their first full render
+                rows = []
+                n0, t_start = counting.snapshots, time.monotonic()
+                for _ in range(nwin):
+                    a0, b0, t0 = _main_thread_cpu(), cpu_seconds(attached.pid), time.monotonic()
+                    await asyncio.sleep(win)
+                    dt = time.monotonic() - t0
+                    rows.append((100 * (_main_thread_cpu() - a0) / dt, 100 * (cpu_seconds(attached.pid) - b0) / dt))
+                rate = (counting.snapshots - n0) / (time.monotonic() - t_start)
+                return rows, rate
+
+        rows, rate = asyncio.run(asyncio.wait_for(drive(), timeout=seconds + 60))
+        attached.wait(timeout=seconds + 90)
+        other = json.loads(result.read_text()) if result.exists() else {}
+        server.close()
+        inproc, att = [r[0] for r in rows], [r[1] for r in rows]
+        out.update({"in_process_cpu_percent": sum(inproc) / nwin, "attached_cpu_percent": sum(att) / nwin,
+                    "windows_in_process": inproc, "windows_attached": att,
+                    "in_process_refreshes_per_s": rate, "attached_refreshes_per_s": other.get("refreshes_per_s"),
+                    "threads": sorted(t.name for t in threading.enumerate())})
+        out["ratio"] = out["attached_cpu_percent"] / out["in_process_cpu_percent"]
+    finally:
+        if attached is not None and attached.poll() is None:
+            attached.kill()
+            attached.wait()
+        b.close()
+    return out
+
+
+async def wait_async(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the attached TUI did not subscribe")
+        await asyncio.sleep(0.1)
+
+
 def fig_tui(b: Bench) -> dict:
-    """TUI CPU with 100 idle workers, in-process (FleetApp on a Fleet) and attached (FleetApp on a RemoteFleet)."""
+    """TUI CPU with 100 idle workers, in-process (FleetApp on a Fleet) and attached (FleetApp on a RemoteFleet),
+    each alone, then both on one fleet at the same time (their ratio)."""
     n = 100
     out: dict = {"workers": n}
-    for kind, key in (("fleetcpu", "in_process"), ("attached", "attached")):
+    for kind, key in (("fleetcpu", "in_process"), ("attached", "attached"), ("tui_pair", "pair")):
         log(f"tui: {key}, {n} idle workers")
         r = run_child(b, kind, ["--workers", str(n)], timeout=300)
         out[key] = r
-        log(f"  {key}: " + (f"TUI {r['cpu_percent']:.1f}% of a core, {r['refreshes_per_s']:.2f} refreshes/s"
-                            if "cpu_percent" in r else str(r.get("error"))[:300]))
+        if "ratio" in r:
+            log(f"  {key}: in-process {r['in_process_cpu_percent']:.2f}%, attached {r['attached_cpu_percent']:.2f}% "
+                f"at the same time: attached / in-process {r['ratio']:.2f}")
+        else:
+            log(f"  {key}: " + (f"TUI {r['cpu_percent']:.1f}% of a core, {r['refreshes_per_s']:.2f} refreshes/s"
+                                if "cpu_percent" in r else str(r.get("error"))[:300]))
     return out

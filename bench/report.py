@@ -250,6 +250,14 @@ def _specs() -> list[Spec]:
                             f"{pick(d, 'attached', 'supervisor_cpu_percent_detached'):.2f} % detached"))
     s.append(Spec("tui.attached.refresh", "tui", "TUI refreshes per second, 100 idle workers, attached", "/s",
                   lambda d: pick(d, "attached", "refreshes_per_s"), "target", ">=", 0.9))
+    s.append(Spec("tui.attached.supervisor", "tui", "supervisor CPU serving one attached TUI, 100 idle workers",
+                  "%core", lambda d: pick(d, "attached", "supervisor_cpu_percent_attached"), "target", "<=", 1.0,
+                  lambda d: f"{pick(d, 'attached', 'supervisor_cpu_percent_detached'):.2f} % with no TUI attached"))
+    s.append(Spec("tui.pair", "tui", "TUI CPU attached / in-process, both on one fleet at the same time", "x",
+                  lambda d: pick(d, "pair", "ratio"), "target", "<=", 1.0,
+                  lambda d: f"attached {pick(d, 'pair', 'attached_cpu_percent'):.2f} %, in-process "
+                            f"{pick(d, 'pair', 'in_process_cpu_percent'):.2f} % (its thread), over "
+                            f"{pick(d, 'pair', 'windows')} x {pick(d, 'pair', 'window_s'):.0f} s"))
     s.append(Spec("busy.supervisor", "busy", "busy: supervisor CPU / workers' CPU at the fleet's top rate", "%",
                   lambda d: pick(d, "headless", "fraction_percent"),
                   detail=lambda d: f"{pick(d, 'headless', 'rate'):,.0f} msg/s over {pick(d, 'workers')} workers"))

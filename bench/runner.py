@@ -33,7 +33,8 @@ def child_functions() -> dict:
     import fig_idle
 
     return {"startup": fig_fleet.child_startup, "fleetcpu": fig_idle.child_fleetcpu,
-            "attached": fig_idle.child_attached, "busy_tui": fig_fleet.child_busy_tui}
+            "attached": fig_idle.child_attached, "busy_tui": fig_fleet.child_busy_tui,
+            "tui_pair": fig_idle.child_tui_pair, "attach_tui": fig_idle.child_attach_tui}
 
 
 def measure(args, only: list[str]) -> dict:
@@ -90,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=10, help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         try:

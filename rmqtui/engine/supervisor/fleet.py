@@ -40,7 +40,7 @@ from .slot import Send, Signal, Spawn
 from .specs import worker_spec
 from .state import (clean_stale_runtime, read_layout, remove_runtime_state, write_layout,
                     write_runtime_state)
-from .view import RouteNotes, build_snapshot, busy_pids, with_route_notes
+from .view import RouteNotes, WorkerCache, build_snapshot, busy_pids, with_route_notes
 
 _log = logging.getLogger("rmqtui.fleet")
 
@@ -97,7 +97,7 @@ class Fleet:
         self._hostname = config_mod.host_id(config)  # the host id (default: host name) shown as "host"
         self._advice: dict[str, tuple[int | None, str]] = {}  # route -> the autoscaler's (count, reason)
         self._notes = RouteNotes()  # share skew per route over a sliding window
-        self._published: FleetSnapshot | None = None
+        self._workers = WorkerCache()  # each slot's last snapshot, kept while it does not change
         self._published = self._build(self._clock()[1])
         self._published_at = 0.0
         self._unpublished = False  # a state change not in a snapshot yet
@@ -321,7 +321,7 @@ class Fleet:
     def _build(self, wall: float) -> FleetSnapshot:
         own = self._sampler.own
         return with_route_notes(self._notes, build_snapshot(
-            self._core, wall, self._sampler.get, previous=self._published,
+            self._core, wall, self._sampler.get, cache=self._workers,
             supervisor=(os.getpid(), own.cpu_percent if own else None, own.rss if own else None),
             hostname=self._hostname,
             extra={"sample_seconds": self._sampler.last_pass_seconds, "start_method": start_method(),

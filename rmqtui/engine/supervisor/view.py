@@ -15,23 +15,17 @@ from .slot import Slot
 
 def build_snapshot(core: FleetCore, wall: float, sample: Callable[[int | None], Any], *,
                    supervisor: tuple[int | None, float | None, int | None] = (None, None, None),
-                   hostname: str = "", extra: dict | None = None,
-                   previous: FleetSnapshot | None = None) -> FleetSnapshot:
+                   hostname: str = "", extra: dict | None = None, cache: WorkerCache | None = None) -> FleetSnapshot:
     """The fleet at ``wall`` (unix time); ``sample(pid)`` gives a process's figures or None;
-    ``supervisor`` is (pid, cpu %, rss).
-
-    A worker whose snapshot equals its snapshot in ``previous`` keeps that very object, so the
-    front ends and the control socket can tell an unchanged worker by identity (``is``)."""
+    ``supervisor`` is (pid, cpu %, rss); ``cache`` keeps unchanged workers' snapshots (see WorkerCache)."""
     workers = []
     routes = []
-    before = {w.id: w for w in previous.workers} if previous is not None else {}
+    cache = cache if cache is not None else WorkerCache()
     for pool in core.pools.values():
         rate = 0.0
         running = 0
         for slot in sorted(pool.slots.values(), key=lambda s: s.index):
-            w = worker_snapshot(slot, wall, sample(slot.worker_pid))
-            old = before.get(w.id)
-            workers.append(old if old == w else w)
+            workers.append(cache.worker(slot, wall, sample(slot.worker_pid)))
             rate += slot.meter.rate
             running += slot.worker_pid is not None
         received, handled, failed = pool.totals()
@@ -44,12 +38,53 @@ def build_snapshot(core: FleetCore, wall: float, sample: Callable[[int | None], 
     broker = BrokerSnapshot(host=b.host, port=b.port, embedded=b.embedded, state=b.state,
                             protocol=core.config.broker.protocol, reason=b.reason, pid=b.pid, restarts=b.restarts,
                             unix_path=b.unix_path, tcp=b.tcp)
+    cache.keep_only(workers)
     pid, cpu, rss = supervisor
     return FleetSnapshot(
         time=wall, started=core.started, group=core.config.fleet.group, config_path=str(core.config.path),
         broker=broker, routes=tuple(routes), workers=tuple(workers), log_level=core.log_level,
         stopping=core.stopping, supervisor_pid=pid, supervisor_cpu=cpu, supervisor_rss=rss, hostname=hostname,
         extra=dict(extra or {}))
+
+
+class WorkerCache:
+    """Each slot's last snapshot and what it was built from.
+
+    A slot whose inputs did not change gets the very object it got last time: building 100 worker
+    snapshots was most of an idle supervisor's engine thread, and the front ends and the control
+    socket tell an unchanged worker by identity (the socket sends only changed workers, the TUI
+    redraws only their rows).  A rebuilt snapshot that equals the old one is replaced by the old
+    object too, so "same object" always means "same figures".
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Slot, tuple, WorkerSnapshot]] = {}
+
+    def worker(self, slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
+        inputs = _inputs(slot, sample)
+        last = self._last.get(slot.id)
+        if last is not None and last[0] is slot and last[1] == inputs:
+            return last[2]
+        w = worker_snapshot(slot, wall, sample)
+        if last is not None and last[2] == w:
+            w = last[2]
+        self._last[slot.id] = (slot, inputs, w)
+        return w
+
+    def keep_only(self, workers: list[WorkerSnapshot]) -> None:
+        """Forget slots that are gone."""
+        if len(self._last) != len(workers):
+            ids = {w.id for w in workers}
+            self._last = {k: v for k, v in self._last.items() if k in ids}
+
+
+def _inputs(slot: Slot, sample: Any) -> tuple:
+    """Everything :func:`worker_snapshot` reads of ``slot`` (heartbeats and samples are new objects
+    each time, never changed in place; the counts of ended processes change only with the heartbeat)."""
+    exits = slot.exits
+    return (slot.phase, slot.pid, slot.state, slot.reason, slot.hb, sample, slot.meter.rate, slot.restarts,
+            slot.log_level, slot.last_exit, len(exits), exits[-1] if exits else None, slot.started, slot.client_id,
+            tuple(slot.base))
 
 
 def worker_snapshot(slot: Slot, wall: float, sample: Any) -> WorkerSnapshot:
