@@ -34,7 +34,8 @@ def figures(w: WorkerSnapshot, now: float | None = None) -> Content:
     handler = w.mean_handler_ms
     lines = [
         Content.assemble((w.id, "bold"), "  ", (w.state.value, "bold"),
-                         f"  pid {fmt.plain(w.pid)}  up {fmt.duration(w.uptime_at(now if now is not None else w.started or 0.0))}  log {w.log_level}"),
+                         f"  pid {fmt.plain(w.pid)}  up {fmt.duration(None if now is None else w.uptime_at(now))}"
+                         f"  log {w.log_level}"),
         Content.assemble(("reason  ", "bold"), w.reason or "–"),
         Content.assemble(("client  ", "bold"), w.client_id),
         Content.assemble(("msgs    ", "bold"),

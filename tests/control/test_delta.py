@@ -142,3 +142,26 @@ def test_a_remote_fleet_over_deltas_shows_what_the_fleet_shows(served) -> None:
     wait_for(lambda: remote.snapshot() == fleet.snapshot(), what="the added worker in the remote snapshot")
     assert remote.kill_worker(f"{route}/0").ok
     wait_for(lambda: remote.snapshot() == fleet.snapshot(), what="the killed worker in the remote snapshot")
+
+
+def test_snapshot_lines_a_client_cannot_read_are_skipped_and_the_stream_goes_on(served, monkeypatch) -> None:
+    """Garbage, a delta with no full snapshot before it, rows without ids or of the wrong length: no line
+    stops the reader; rows it cannot decode make it ask for a full snapshot again, and the stream goes on."""
+    fleet = FixedFleet("normal")
+    server = served.serve(fleet)
+    remote = served.remote(server)
+    good = remote.snapshot()
+    prefix = b'{"jsonrpc":"2.0","method":"snapshot","params":{"snapshot":'
+    data = snapshot_to_dict(good, rows=True)
+    no_ids = dict(data, worker_fields=[f for f in data["worker_fields"] if f != "id"])
+    short_rows = dict(data, workers=[row[:3] for row in data["workers"]])
+    calls = []
+    original = remote._subscribe
+    monkeypatch.setattr(remote, "_subscribe", lambda interval: (calls.append(interval), original(interval)))
+    for bad in (b"\x1b[2Jnot json", prefix + b'"x"}}', prefix + json.dumps({"delta": True, "workers": [[1]]}).encode()
+                + b"}}", prefix + json.dumps(no_ids).encode() + b"}}", prefix + json.dumps(short_rows).encode() + b"}}"):
+        remote._snapshot_line(bad + b"\n")  # never raises
+    assert remote.snapshot() == good, "the rows it could not decode: the last good snapshot meanwhile"
+    assert calls, "a stream it cannot decode is started again from a full snapshot"
+    assert remote.add_worker(good.routes[0].name).ok
+    wait_for(lambda: remote.snapshot() == fleet.snapshot(), what="the stream to carry on after the bad lines")

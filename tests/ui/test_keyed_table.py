@@ -13,12 +13,16 @@ class Table(KeyedTable):
 
 
 class TableApp(App[None]):
+    def __init__(self, table: KeyedTable | None = None, width: int = 60) -> None:
+        super().__init__()
+        self.table = table if table is not None else Table()
+        self.width = width
+
     def compose(self) -> ComposeResult:
-        self.table = Table()
         yield self.table
 
     def on_mount(self) -> None:
-        self.table.fit(60)
+        self.table.fit(self.width)
 
 
 def shown(table: KeyedTable, row: str) -> str:
@@ -35,17 +39,6 @@ async def test_strings_that_look_like_markup_are_shown_as_written_added_and_upda
         app.table.sync([("w1", {"id": "w1", "reason": "got [bold]x[/bold]", "n": "2"})])
         await pilot.pause()
         assert "got [bold]x[/bold]" in shown(app.table, "w1")
-
-
-class WorkersApp(App[None]):
-    def compose(self) -> ComposeResult:
-        from rmqtui.ui.workers_table import WorkersTable
-
-        self.table = WorkersTable()
-        yield self.table
-
-    def on_mount(self) -> None:
-        self.table.fit(120)
 
 
 async def test_a_worker_whose_snapshot_object_is_unchanged_keeps_its_row_until_its_uptime_text_changes(
@@ -69,7 +62,7 @@ async def test_a_worker_whose_snapshot_object_is_unchanged_keeps_its_row_until_i
     monkeypatch.setattr(WorkersTable, "_cells_of", staticmethod(counting))
     young = dataclasses.replace(workers[0], started=snap.time - 10)
     workers = [young, *workers[1:]]
-    app = WorkersApp()
+    app = TableApp(WorkersTable(), width=120)
     async with app.run_test(size=(120, 10)) as pilot:
         app.table.show(workers, (), snap.time)
         await pilot.pause()

@@ -17,7 +17,7 @@ from .codec import dumps, record_from_dict, result_from_dict
 from .delta import DeltaDecoder
 
 LOG_HISTORY = 5000
-#: How the server starts a snapshot notification; such lines are kept raw and parsed only when read.
+#: How the server starts a snapshot notification; such lines go to ``on_snapshot_line``, not ``on_notify``.
 SNAPSHOT_PREFIX = b'{"jsonrpc":"2.0","method":"snapshot","params":{"snapshot":'
 
 
@@ -96,7 +96,7 @@ class Connection:
             with self.sock.makefile("rb") as stream:
                 for line in stream:
                     if self.on_snapshot_line is not None and line.startswith(SNAPSHOT_PREFIX):
-                        self.on_snapshot_line(line)  # most of the traffic: parsed only if someone looks
+                        self.on_snapshot_line(line)  # most of the traffic: its own, cheaper path
                         continue
                     try:
                         message = json.loads(line)
@@ -188,21 +188,18 @@ class RemoteFleet:
         return (self.info.get("fleet") or {}).get("pid")
 
     def _subscribe(self, interval: float) -> None:
+        self._interval = interval
         self.connection.call("subscribe", {"streams": ["snapshot", "log"], "interval": interval, "rows": True,
                                            "delta": True})
 
     def _snapshot_line(self, line: bytes) -> None:
         # every message is applied, in order (a delta builds on the one before); rows are decoded
         # into worker snapshots only when the front end reads
-        try:
-            data = json.loads(line)["params"]["snapshot"]
-        except (ValueError, KeyError, TypeError):
-            return  # a line we cannot read is skipped, not fatal
         with self._lock:
             try:
-                self._stream.apply(data)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass  # malformed: skipped; the next full snapshot (every subscribe starts with one) repairs it
+                self._stream.apply(json.loads(line)["params"]["snapshot"])
+            except Exception:  # noqa: BLE001 - a line we cannot read must never stop the reader thread
+                pass  # skipped; the next full snapshot (every subscribe starts with one) repairs the stream
 
     def _notified(self, method: str, params: dict) -> None:
         if method == "log":
@@ -223,7 +220,15 @@ class RemoteFleet:
         if self.closed:
             raise FleetGone("the fleet stopped (its control socket closed)")
         with self._lock:
-            snap = self._stream.snapshot()
+            try:
+                snap = self._stream.snapshot()
+            except Exception:  # noqa: BLE001 - a row it cannot read: start again from a full snapshot
+                self._stream, snap = DeltaDecoder(), None
+                resync = True
+            else:
+                resync = False
+        if resync:
+            self._subscribe(self._interval)  # every subscribe starts with a full snapshot
         if snap is not None:
             self._snapshot = snap
         return self._snapshot

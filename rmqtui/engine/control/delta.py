@@ -23,7 +23,6 @@ from ..snapshot import FleetSnapshot, WorkerSnapshot
 from .codec import WORKER_FIELDS, header_from_dict, header_to_dict, worker_from_values, worker_row
 
 _ID = WORKER_FIELDS.index("id")
-_FIELD_LIST = list(WORKER_FIELDS)
 
 
 class DeltaEncoder:
@@ -63,6 +62,7 @@ class DeltaDecoder:
     def __init__(self) -> None:
         self._header: dict | None = None
         self._fields: list | None = None
+        self._id_at: int | None = _ID  # where rows carry the worker id (None: workers are objects)
         self._order: list[str] = []
         self._workers: dict[str, WorkerSnapshot] = {}
         self._pending: dict[str, list | dict] = {}
@@ -78,7 +78,9 @@ class DeltaDecoder:
         rows = data["workers"]
         ids = data.get("ids")
         if not data.get("delta"):  # a full snapshot (or a server that sends only full ones)
-            self._fields = data.get("worker_fields")
+            fields = data.get("worker_fields")
+            id_at = None if fields is None else fields.index("id")  # ValueError (nothing changed): no ids
+            self._fields, self._id_at = fields, id_at
             self._workers, self._pending = {}, {}
             if ids is None:
                 ids = [self._id_of(row) for row in rows]
@@ -97,11 +99,7 @@ class DeltaDecoder:
         self._snapshot = None
 
     def _id_of(self, row: list | dict) -> str:
-        if self._fields is None:
-            return row["id"]
-        if self._fields == _FIELD_LIST:
-            return row[_ID]
-        return row[self._fields.index("id")]
+        return row["id"] if self._id_at is None else row[self._id_at]
 
     def snapshot(self) -> FleetSnapshot | None:
         """The fleet as of the last message applied (None before the first full one)."""
