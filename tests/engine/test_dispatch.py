@@ -296,14 +296,21 @@ def test_dispatch_imports_no_paho():
         assert not [n for n in names if n.startswith("paho")], f"{path.name} must not import paho"
 
 
+class Info:
+    """paho's MQTTMessageInfo as far as held acknowledgements read it: its mid, and whether it is done."""
+
+    def __init__(self, mid: int) -> None:
+        self.mid, self.published = mid, False
+
+
 class Outbox:
     """Stands in for the worker's connection: a handler's QoS 1 publishes, acknowledged when the test says."""
 
     def __init__(self) -> None:
-        self.infos: list[dict] = []
+        self.infos: list[Info] = []
 
     def publish(self, message, topic, payload, qos, retain):
-        info = {"published": False}
+        info = Info(100 + len(self.infos))
         if message._sent is None:
             message._sent = []
         message._sent.append(info)
@@ -312,7 +319,7 @@ class Outbox:
 
     @staticmethod
     def delivered(info) -> bool:
-        return info["published"]
+        return info.published
 
 
 def test_held_acknowledgements_wait_for_publishes_and_keep_arrival_order():
@@ -332,11 +339,18 @@ def test_held_acknowledgements_wait_for_publishes_and_keep_arrival_order():
     d.handle(Delivered(d.marker, b"end", mid=3))
     assert client.acks == [] and not d.marker_seen.is_set(), "nothing passes the request waiting for its publish"
     assert d.handled == 2 and len(d.held) == 3, "handled, acknowledgements held"
-    outbox.infos[0]["published"] = True
-    d.release_held()  # what on_publish does
+    d.release_held(acked=999)  # a PUBACK for some other publish
+    assert client.acks == [], "another publish's PUBACK releases nothing"
+    # paho calls on_publish before it marks the publish done: the mid it passes is what says so
+    d.release_held(acked=outbox.infos[0].mid)
     assert client.acks == [1, 2, 3] and d.marker_seen.is_set(), "released in arrival order, marker last"
     d.handle(Delivered("s/plain/data", mid=4))
     assert client.acks == [1, 2, 3, 4], "with nothing held, acknowledged at once"
+    d.handle(Delivered("s/pub/data", mid=5))
+    assert client.acks == [1, 2, 3, 4], "held for its publish"
+    outbox.infos[1].published = True
+    d.release_held()  # after a later message, with the flag set by then
+    assert client.acks == [1, 2, 3, 4, 5], "a publish marked done releases its request too"
 
 
 def test_params_are_matched_on_first_use():

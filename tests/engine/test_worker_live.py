@@ -91,6 +91,32 @@ def test_reply_uses_response_topic_and_correlation_data_v5(tmp_path, broker, wor
     requester.close()
 
 
+def test_a_replied_request_is_acknowledged_without_waiting_for_the_next_message(tmp_path, broker, workers):
+    """A handler on paho's network thread that publishes at QoS 1: its request is acknowledged on the
+    reply's PUBACK.  paho calls ``on_publish`` before it marks the publish done, so the release must not
+    wait for that mark, or the last request before a quiet spell stays unacknowledged: a stop then waits
+    out the drain timeout and the next process handles the request a second time."""
+    write_handlers(tmp_path, "def handle(msg):\n    msg.publish('out/pong', b'pong:' + msg.payload, qos=1)\n")
+    w = workers(make_spec(tmp_path, broker.settings()))
+    wait_for(lambda: subscribed(w), what="the worker to subscribe")
+    out = Client(broker.port)
+    out.subscribe("out/#")
+    pub = Client(broker.port)
+    pub.publish("t/1", b"ping")
+    wait_for(lambda: out.payloads() == [b"pong:ping"], what="the reply")
+    wait_beat(w, lambda b: b.handled == 1, "the request handled")
+    w.send(Drain(keep_session=True, timeout=3.0))
+    assert w.wait_exit() == 0, "a clean stop"
+    assert "did not return" not in w.log_text(), "the request's acknowledgement was still held at the stop"
+    again = workers(make_spec(tmp_path, broker.settings(), client_id=w.spec.client_id))
+    wait_for(lambda: subscribed(again), what="the second worker to subscribe")
+    pub.publish("t/2", b"next")
+    beat = wait_beat(again, lambda b: b.handled >= 1, "the next message")
+    assert beat.received == 1, "the replied request was left unacknowledged in the session and came back"
+    out.close()
+    pub.close()
+
+
 CONCURRENT = '''
 import asyncio
 

@@ -197,17 +197,19 @@ class Dispatcher:
             self.held.append((mid, qos, sent, marker))
         self.release_held()
 
-    def release_held(self) -> None:
+    def release_held(self, acked: int | None = None) -> None:
         """Acknowledge held messages, oldest first, while each one's publishes are acknowledged.
 
         Called after each message and on each PUBACK of the worker's own publishes (paho's
-        ``on_publish``), on the network thread: waiting there would stop the very packets waited for."""
+        ``on_publish``), on the network thread: waiting there would stop the very packets waited for.
+        ``acked`` is the mid that PUBACK is for: paho calls ``on_publish`` before it marks that publish
+        done, and without it the last request before a quiet spell would stay unacknowledged."""
         held = self.held
         delivered = self.outbox.delivered if self.outbox is not None else None
         with self.held_lock:  # the network thread (on_publish) and, after a move, the dispatch thread
             while held:
                 mid, qos, sent, marker = held[0]
-                if sent and not all(delivered(info) for info in sent):
+                if sent and not all(info.mid == acked or delivered(info) for info in sent):
                     return
                 held.popleft()
                 if qos:

@@ -230,7 +230,7 @@ class Worker:
 
     def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if self.dispatcher.held:  # a handler's publish is acknowledged: maybe its request can be too
-            self.dispatcher.release_held()
+            self.dispatcher.release_held(mid)
 
     def _on_message_pumped(self, client, userdata, msg) -> None:
         self.loop.call_soon_threadsafe(self.pump.arrive, msg)
