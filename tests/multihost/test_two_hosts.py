@@ -120,7 +120,7 @@ def test_a_dead_hosts_backlog_is_stranded_until_adopted_then_nothing_is_lost(tmp
         alive = a.ctl("adopt", "host-b", "--force")
         assert alive.returncode == 1 and "is alive" in alive.stderr, "a live host is never adopted: " + alive.stderr
         kill_whole_host(b)
-        time.sleep(3.0)  # publishing on while B is dead: its sessions keep their share
+        time.sleep(1.5)  # publishing on while B is dead: its sessions keep their share
         pub.stop()
         acked = pub.acked()
         settle(lambda: len(a.handled()), None, 20, quiet=2.0)  # A has handled all it will get
@@ -156,11 +156,11 @@ def test_adopt_after_takes_over_a_dead_host_by_itself_and_ignores_a_forged_death
         forger.disconnect()
         forger.loop_stop()
         before = len(b.handled())
-        time.sleep(4.0)  # longer than adopt_after: B must keep its workers
+        time.sleep(3.0)  # longer than adopt_after: B must keep its workers
         assert len(b.handled()) > before + 100, "host B kept handling: the forged death was not believed"
         assert b.proc.poll() is None and b.subscribed() == 2
         kill_whole_host(b)
-        time.sleep(3.0)
+        time.sleep(1.5)
         pub.stop()
         acked = pub.acked()
         wait_until(lambda: not _missing(acked, a, b, sink), 60, "every acknowledged message handled after adopt_after")
