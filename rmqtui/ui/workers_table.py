@@ -74,7 +74,7 @@ class WorkersTable(KeyedTable):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._rows: dict[str, tuple[tuple, dict[str, Cell]]] = {}  # id -> (what its cells show, the cells)
+        self._shows: dict[str, tuple] = {}  # id -> what its row's cells (KeyedTable's) were built from
 
     def show(self, workers: list[WorkerSnapshot], marked: Collection[str] = (), now: float = 0.0) -> None:
         """Update the rows to exactly ``workers``, in order; ``marked`` ids are highlighted; ``now``
@@ -84,22 +84,19 @@ class WorkersTable(KeyedTable):
         style = functools.cache(lambda name: part_style(self, name))
         styled: _Styled = functools.cache(lambda text, name: Text(text, style(name) if name else ""))
         theme = getattr(self.app, "theme", None)
-        rows, seen = [], {}
+        rows, shows = [], {}
         for w in workers:
             # A worker whose snapshot object is the one of the last refresh (the engine and the
             # control socket keep unchanged workers' snapshots) keeps its row: nothing is formatted
             # or compared, unless its uptime text or its mark changed.
             mark = w.id in marked
             uptime = fmt.duration(w.uptime_at(now))
-            key = (w, mark, uptime, theme)
-            cached = self._rows.get(w.id)
-            if cached is not None and cached[0] == key:
-                cells = cached[1]
-            else:
+            shows[w.id] = key = (w, mark, uptime, theme)
+            cells = self._cells.get(w.id)
+            if cells is None or self._shows.get(w.id) != key:
                 cells = self._cells_of(w, mark, styled, uptime)
-            seen[w.id] = (key, cells)
             rows.append((w.id, cells))
-        self._rows = seen
+        self._shows = shows
         self.sync(rows)
 
     @staticmethod
