@@ -5,6 +5,7 @@ from __future__ import annotations
 from rmqtui.attach import AttachedApp
 from rmqtui.demo import FixedFleet
 from rmqtui.ui.dialogs import ConfirmScreen
+from tests.ui.waiting import until
 
 SIZE = (80, 24)
 
@@ -57,10 +58,7 @@ async def test_shift_s_asks_and_stops_the_fleet_only_on_yes(served) -> None:
         await pilot.pause()
         assert not [c for c in fleet.calls if c[0] == "stop"], "n stopped the fleet"
         await pilot.press("S", "y")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.return_code is not None:
-                break
+        await until(pilot, lambda: app.return_code is not None)
     assert [c[0] for c in fleet.calls] == ["stop"], str(fleet.calls)
     assert app.return_code == 0, f"exit code {app.return_code}"
 
@@ -69,8 +67,5 @@ async def test_the_attached_tui_leaves_when_the_fleet_goes(served) -> None:
     app = AttachedApp(served.attach(FixedFleet("normal")), refresh=0.05)
     async with app.run_test(size=SIZE) as pilot:
         served.servers[0].close()
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.return_code is not None:
-                break
+        await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0, "the app did not leave when the fleet went away"

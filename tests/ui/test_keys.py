@@ -6,10 +6,12 @@ import threading
 
 import pytest
 from rich.text import Text
+from textual.command import CommandList
 
 from rmqtui.demo import FixedFleet
 from rmqtui.ui.app import FORCED_EXIT, FleetApp
 from rmqtui.ui.dialogs import ConfirmScreen, HelpScreen
+from tests.ui.waiting import until
 
 SIZE = (80, 24)
 
@@ -21,6 +23,23 @@ def cell(table, row: str, column: str) -> str:
 
 def log_text(app: FleetApp) -> str:
     return "\n".join(line.text for line in app.log_pane.lines)
+
+
+def count_refreshes(app: FleetApp):
+    """Count the app's refreshes (timer ticks and commands alike); returns the counter."""
+    calls = []
+    refresh = app.refresh_fleet
+
+    def counted():
+        calls.append(None)
+        refresh()
+
+    app.refresh_fleet = counted
+    return lambda: len(calls)
+
+
+def error_notes(app: FleetApp) -> list[str]:
+    return [n.message for n in app._notifications if n.severity == "error"]
 
 
 def status_text(app: FleetApp) -> str:
@@ -245,10 +264,16 @@ async def test_palette_offers_the_actions() -> None:
     app = FleetApp(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p", *"Add worker")
-        await pilot.pause(0.5)
+        found = app.screen.query_one(CommandList)
+
+        def highlighted() -> str:
+            at = found.highlighted
+            return "" if at is None else str(found.get_option_at_index(at).prompt)
+
+        # The palette searches in a worker: wait for its hit, not for a time.
+        assert await until(pilot, lambda: "Add worker" in highlighted()), "the palette to offer 'Add worker'"
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert ("add_worker", "sensor-data") in fleet.calls
+        assert await until(pilot, lambda: ("add_worker", "sensor-data") in fleet.calls), "the palette's add_worker"
 
 
 async def test_q_stops_the_fleet_shows_the_drain_and_exits() -> None:
@@ -257,18 +282,12 @@ async def test_q_stops_the_fleet_shows_the_drain_and_exits() -> None:
     app = FleetApp(fleet, refresh=0.05)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
-        for _ in range(50):
-            await pilot.pause(0.02)
-            if "draining" in status_text(app):
-                break
+        await until(pilot, lambda: "draining" in status_text(app))
         assert fleet.calls[-1][0] == "stop"
         assert "7 draining, 7 left" in status_text(app)
         assert cell(app.workers_table, "sensor-data/0", "state") == "draining"
         gate.set()
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if app.return_code is not None:
-                break
+        await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0
 
 
@@ -341,11 +360,14 @@ async def test_refresh_updates_cells_in_place_without_clearing(monkeypatch: pyte
 
 async def test_error_records_from_the_fleet_notify_once() -> None:
     app = FleetApp(FixedFleet("crashloop"), refresh=0.02)
+    refreshes = count_refreshes(app)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await pilot.pause(0.2)
-        errors = [n for n in app._notifications if n.severity == "error"]
+        assert await until(pilot, lambda: error_notes(app)), "the crash loop's error"
+        seen = refreshes()
+        assert await until(pilot, lambda: refreshes() >= seen + 3), "three more refreshes"
+        errors = error_notes(app)
         assert len(errors) == 1
-        assert "telemetry/1: crash loop" in errors[0].message
+        assert "telemetry/1: crash loop" in errors[0]
 
 
 async def test_crashloop_reason_is_shown_for_the_selected_worker() -> None:
@@ -396,10 +418,14 @@ class BrokenFleet(FixedFleet):
     """A FixedFleet whose snapshot() starts failing on demand, and whose stop() raises."""
 
     broken = False
+    failures = 0
+    snapshots = 0
 
     def snapshot(self):
         if self.broken:
+            self.failures += 1
             raise RuntimeError("supervisor lock timed out")
+        self.snapshots += 1
         return super().snapshot()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -411,23 +437,22 @@ async def test_a_failing_snapshot_is_reported_once_and_the_ui_keeps_running() ->
     app = FleetApp(fleet, refresh=0.02)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         fleet.broken = True
-        await pilot.pause(0.2)
-        errors = [n for n in app._notifications if n.severity == "error"]
-        assert len(errors) == 1 and "supervisor lock timed out" in errors[0].message
+        # Counted in refreshes, not in seconds: a slow machine refreshes less often in 0.2 s.
+        assert await until(pilot, lambda: fleet.failures >= 3), "three failed refreshes"
+        errors = error_notes(app)
+        assert len(errors) == 1 and "supervisor lock timed out" in errors[0]
         assert app.workers_table.row_keys == [f"sensor-data/{i}" for i in range(4)]
         fleet.broken = False
-        await pilot.pause(0.1)
-        assert app.return_code is None
+        good = fleet.snapshots
+        assert await until(pilot, lambda: fleet.snapshots > good), "a good refresh"
+        assert app._engine_error is None and app.return_code is None
 
 
 async def test_a_failing_stop_exits_with_an_error_code() -> None:
     app = FleetApp(BrokenFleet("normal"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
-        for _ in range(50):
-            await pilot.pause(0.02)
-            if app.return_code is not None:
-                break
+        await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
 
 

@@ -13,18 +13,19 @@ from rmqtui.engine.snapshot import WorkerState
 from rmqtui.engine.supervisor import Fleet
 from rmqtui.ui.app import FleetApp
 from rmqtui.testing import Project, publish
+from tests.ui import waiting
 
 ROUTE = {"name": "work", "topic": "jobs/{id}", "handler": "handlers.rec:record", "shared": True, "workers": 2,
          "qos": 1}
 
 
 async def until(pilot, predicate, timeout=20.0, what=""):
-    """Let the app run until ``predicate()`` holds; fail past ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}: {[ (r.source, r.message[:300]) for r in pilot.app.fleet.logs_since(0)][-8:]} {[(w.state, w.reason) for w in pilot.app.fleet.snapshot().workers]}")
-        await pilot.pause(0.1)
+    """Let the app run until ``predicate()`` holds; fail past ``timeout`` with the fleet's last words."""
+    if not await waiting.until(pilot, predicate, timeout):
+        fleet = pilot.app.fleet
+        pytest.fail(f"timed out waiting for {what or predicate}: "
+                    f"{[(r.source, r.message[:300]) for r in fleet.logs_since(0)][-8:]} "
+                    f"{[(w.state, w.reason) for w in fleet.snapshot().workers]}")
 
 
 def live_pids(fleet, route="work"):

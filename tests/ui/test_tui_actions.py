@@ -9,6 +9,7 @@ from rmqtui.ui.app import FORCED_EXIT, FleetApp
 from rmqtui.ui.dialogs import ConfirmScreen, PromptScreen
 from rmqtui.ui.log_pane import LogPane
 from tests.tui_fleet import ScriptedFleet
+from tests.ui.waiting import until
 
 SIZE = (80, 24)
 
@@ -80,10 +81,8 @@ async def test_R_names_the_live_changes_it_replaces() -> None:
         assert "orders: 4 workers (was 3)" in app.screen.question
         assert "fleet log level DEBUG" in app.screen.question
         await pilot.press("y")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if ("reload_config",) in fleet.calls and "replaced live changes" in "\n".join(log_lines(app.log_pane)):
-                break
+        await until(pilot, lambda: ("reload_config",) in fleet.calls
+                    and "replaced live changes" in "\n".join(log_lines(app.log_pane)))
         assert ("reload_config",) in fleet.calls
         assert any("replaced live changes: orders: 4 workers (was 3)" in line for line in log_lines(app.log_pane))
         # nothing live any more: R reloads at once
@@ -99,10 +98,7 @@ async def test_ctrl_c_drains_and_a_second_ctrl_c_forces_through_the_fleet() -> N
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("ctrl+c")
-            for _ in range(50):
-                await pilot.pause(0.02)
-                if any(c[0] == "stop" for c in fleet.calls):
-                    break
+            await until(pilot, lambda: any(c[0] == "stop" for c in fleet.calls))
             assert any(c[0] == "stop" for c in fleet.calls), "the first ctrl+c drains (fleet.stop)"
             assert app.return_code is None and not fleet.forced
             await pilot.press("ctrl+c")
@@ -202,7 +198,7 @@ async def test_text_typed_fast_after_slash_is_search_text_not_commands() -> None
         # As a terminal delivers a paste or fast typing: every key queued before the first is handled.
         for key, char in (("slash", "/"), ("o", "o"), ("minus", "-"), ("d", "d"), ("x", "x")):
             app.post_message(events.Key(key, char))
-        await pilot.pause(0.2)
+        await until(pilot, lambda: app.filter_box.value == "o-dx")
         assert app.filter_box.value == "o-dx", f"the keys after / are filter text: {app.filter_box.value!r}"
         assert not [c for c in fleet.calls if c[0] in ("remove_worker", "set_log_level", "kill_worker")], \
             f"no key after / may run a command: {fleet.calls}"
