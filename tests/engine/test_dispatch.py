@@ -207,6 +207,12 @@ def test_message_without_a_worker_cannot_publish():
         m.reply(b"")
 
 
+async def settle() -> None:
+    """Let the loop run every ready step (a fixed number of turns, not a time: a slow machine is not wrong)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
 def test_pump_acknowledges_in_arrival_order_and_limits_concurrency():
     gates: dict[int, asyncio.Event] = {}
     peak = [0, 0]
@@ -227,15 +233,15 @@ def test_pump_acknowledges_in_arrival_order_and_limits_concurrency():
         await asyncio.sleep(0)
         assert pump.in_flight == 2, "no more than the limit in flight"
         gates[2].set()
-        await asyncio.sleep(0.01)
+        await settle()
         assert client.acks == [], "2 finished before 1: nothing is acknowledged ahead of 1"
         assert d.current_mid.value == 1, "the oldest unfinished message is the one a crash blames"
         gates[1].set()
-        await asyncio.sleep(0.01)
+        await settle()
         assert client.acks == [1, 2], "1 and 2 go out together, in order"
         gates[4].set()
         gates[3].set()
-        await asyncio.sleep(0.01)
+        await settle()
         return client.acks, d.handled
 
     acks, handled = asyncio.run(scenario())
@@ -258,10 +264,10 @@ def test_pump_marker_waits_for_earlier_messages():
         pump = AsyncPump(d, 4)
         pump.arrive(Delivered("s/a/data", mid=1))
         pump.arrive(Delivered(d.marker, b"drain x", mid=2))
-        await asyncio.sleep(0.01)
+        await settle()
         early = d.marker_seen.is_set()
         release.set()
-        await asyncio.sleep(0.01)
+        await settle()
         return early, d.marker_seen.is_set(), client.acks
 
     early, late, acks = asyncio.run(scenario())
@@ -278,7 +284,7 @@ def test_pump_retries_and_dead_letters():
         d = dispatcher(broken, client, handler_retries=1)
         pump = AsyncPump(d, 3)
         pump.arrive(Delivered("s/a/data", mid=1))
-        await asyncio.sleep(0.01)
+        await settle()
         return d, client
 
     d, client = asyncio.run(scenario())
