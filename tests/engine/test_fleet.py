@@ -299,9 +299,15 @@ def test_reload_of_an_unchanged_file_ignores_command_line_overrides(project, sta
 
 SLOW = """
 import time
+from pathlib import Path
 from handlers.rec import record
 
+GATE = Path(__file__).with_name("gate")  # the test opens it once the drain has begun
+
 def work(msg):
+    if msg.json()["seq"] >= 5:
+        while not GATE.exists():
+            time.sleep(0.01)
     time.sleep(0.03)
     record(msg)
 """
@@ -316,6 +322,9 @@ def test_a_draining_worker_keeps_counting(project, start_fleet):
     assert publish(fleet, lambda i: f"jobs/a/{i}", 120) == 120
     wait_for(lambda: fleet.snapshot().workers[0].handled >= 5, what="the worker busy with the backlog")
     assert fleet.add_worker("work").ok and fleet.remove_worker("work", "work/0").ok
+    # the backlog waits at seq 5 until the drain has begun, so the drain has all 115 messages (3.5 s of
+    # handler time) to show moving counts, however late this thread saw the first 5 handled
+    (project.root / "handlers" / "gate").touch()
     seen: set[int] = set()
 
     def drained() -> bool:

@@ -157,7 +157,8 @@ def test_adopt_after_takes_over_a_dead_host_by_itself_and_ignores_a_forged_death
         forger.loop_stop()
         before = len(b.handled())
         time.sleep(3.0)  # longer than adopt_after: B must keep its workers
-        assert len(b.handled()) > before + 100, "host B kept handling: the forged death was not believed"
+        wait_until(lambda: len(b.handled()) > before + 100, 30,
+                   "host B to keep handling: the forged death was not believed")
         assert b.proc.poll() is None and b.subscribed() == 2
         kill_whole_host(b)
         time.sleep(1.5)
