@@ -209,6 +209,20 @@ def check_dead_hosts(access, group: str, nonce: str) -> Check:
     return Check("dead hosts", OK, f"{len(states)} host(s) known in group {group!r}, none dead")
 
 
+def wait_for_queue(count, want: int, *, quiet: float = 0.5, first: float = 3.0, sleep=time.sleep) -> int:
+    """How many queued messages came back: wait until ``count()`` reaches ``want``, or stands still for
+    ``quiet`` seconds once it began to move, or stays at 0 for ``first`` seconds.  The first message gets
+    the longer wait because "none came back" is a FAIL, and a loaded machine is slow, not wrong."""
+    last, waited = -1, 0.0
+    while True:
+        n = count()
+        if n >= want or (n == last and (n > 0 or waited >= first)):
+            return n
+        last = n
+        sleep(quiet)
+        waited += quiet
+
+
 def check_queue(access, nonce: str) -> Check:
     """An offline persistent session must keep more than Mosquitto's default of 1000 queued messages."""
     from .probe import Probe, ProbeError
@@ -222,21 +236,7 @@ def check_queue(access, nonce: str) -> Check:
         acked = pub.publish(topic, [b"%d" % i for i in range(QUEUE_PROBES)])
         pub.close()
         back = Probe(access, cid, clean=False).connect()
-        last, waited = [-1], [0.0]
-
-        def quiet() -> bool:
-            # Done when everything came back, or nothing new arrived for 0.5 s once the queue began to
-            # flow; before the first message, up to 3 s (a loaded machine is slow, and "none" is a FAIL).
-            n = back.count()
-            if n >= QUEUE_PROBES:
-                return True
-            settled, last[0] = n == last[0], n
-            return settled and (n > 0 or waited[0] >= 3.0)
-
-        while not quiet():
-            time.sleep(0.5)
-            waited[0] += 0.5
-        got = back.count()
+        got = wait_for_queue(back.count, QUEUE_PROBES)
         back.close()
         Probe(access, cid, clean=True).connect().close()  # end the probe's session on the broker
     except ProbeError as exc:

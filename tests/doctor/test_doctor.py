@@ -6,7 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from rmqtui.doctor import FAIL, OK, Check, check_groups, check_prefix, check_runtime_dirs, cmd_doctor
+from rmqtui.doctor import (FAIL, OK, Check, check_groups, check_prefix, check_runtime_dirs, cmd_doctor,
+                           wait_for_queue)
 from rmqtui.engine.config import load
 
 HANDLER = "def handle(msg):\n    pass\n"
@@ -153,3 +154,27 @@ def test_cli_registers_doctor(tmp_path, capsys):
 
     code = main(["doctor", "-c", str(tmp_path / "missing.toml")])
     assert code == 2 and "rmqtui doctor:" in capsys.readouterr().err, "`rmqtui doctor` reaches cmd_doctor"
+
+
+def _queue_after(arrivals: list[tuple[float, int]]):
+    """A count that follows ``arrivals`` ((seconds, total) steps) on a clock that only sleep() moves."""
+    clock = [0.0]
+
+    def count() -> int:
+        return max([n for at, n in arrivals if at <= clock[0]], default=0)
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    return count, sleep, clock
+
+
+def test_the_queue_check_waits_for_a_slow_first_message_but_not_forever():
+    """A loaded machine may take a second or two to start the backlog: that is not "none came back"."""
+    count, sleep, clock = _queue_after([(1.6, 400), (2.1, 1100)])
+    assert wait_for_queue(count, 1100, sleep=sleep) == 1100, "a slow start was taken for an empty queue"
+    count, sleep, clock = _queue_after([(0.6, 1000)])
+    assert wait_for_queue(count, 1100, sleep=sleep) == 1000, "a queue capped at 1000 is reported as such"
+    assert clock[0] <= 1.5, f"a stalled queue was waited on for {clock[0]} s"
+    count, sleep, clock = _queue_after([])
+    assert wait_for_queue(count, 1100, sleep=sleep) == 0 and 3.0 <= clock[0] <= 4.0, "an empty queue ends in ~3 s"
